@@ -1,0 +1,1 @@
+"""Authentication plumbing with no business rules: passwords, tokens, cookies, CSRF, client IP."""

@@ -1,0 +1,24 @@
+"""The client's IP address, trusting exactly `TRUSTED_PROXY_HOPS` reverse proxies.
+
+Each proxy appends the address it received the request from to X-Forwarded-For, so with N
+trusted hops the client is the N-th entry from the right. Entries further left are whatever the
+client sent and are ignored: a spoofed header gains nothing.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from src.infrastructure.config import settings
+
+
+def client_ip(request: Request) -> str:
+    peer = request.client.host if request.client else "unknown"
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops <= 0:
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
+    if len(entries) < hops:
+        return entries[0] if entries else peer
+    return entries[-hops]

@@ -1,0 +1,47 @@
+"""Opaque random tokens and their keyed hashes.
+
+A session token is 256 random bits; the database only ever holds HMAC-SHA256(SECRET_KEY, token),
+so a leaked table cannot be replayed as cookies. CSRF tokens are bound to the session token the
+same way (signed double-submit), so a cookie planted by a sibling subdomain is useless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from src.infrastructure.config import settings
+
+TOKEN_BYTES = 32
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def _mac(purpose: str, value: str) -> str:
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a session or API token."""
+    return _mac("session", token)
+
+
+def new_csrf_token(session_token: str | None) -> str:
+    nonce = secrets.token_urlsafe(18)
+    return f"{nonce}.{_csrf_signature(nonce, session_token)}"
+
+
+def csrf_token_matches(token: str, session_token: str | None) -> bool:
+    """True when `token` was issued by this server for this session."""
+    nonce, _, signature = token.partition(".")
+    if not nonce or not signature:
+        return False
+    return hmac.compare_digest(signature, _csrf_signature(nonce, session_token))
+
+
+def _csrf_signature(nonce: str, session_token: str | None) -> str:
+    return _mac("csrf", f"{nonce}:{session_token or ''}")

@@ -1,0 +1,129 @@
+"""Application settings, read once from the environment and `.env` (pydantic-settings).
+
+Every variable is documented in `backend/.env.example`. The defaults are the embedded profile:
+a SQLite file, in-process stores, no external service needed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - the known-bad value
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    PYTEST = "pytest"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    # --- application -------------------------------------------------------------------------
+    APP_NAME: str = "FastAPI Boilerplate"
+    APP_VERSION: str = "0.1.0"
+    ENVIRONMENT: Environment = Environment.LOCAL
+    SECRET_KEY: str = Field(default=DEFAULT_SECRET_KEY, repr=False)
+    # None = on everywhere but production.
+    DOCS_ENABLED: bool | None = None
+    MAX_REQUEST_BODY_BYTES: int = 1_048_576
+
+    # --- database ------------------------------------------------------------------------------
+    DATABASE_URL: str = "sqlite+aiosqlite:///./data/app.db"
+    DATABASE_ECHO: bool = False
+    DATABASE_POOL_SIZE: int = 10
+    DATABASE_MAX_OVERFLOW: int = 10
+    DATABASE_POOL_TIMEOUT: float = 10.0
+    DATABASE_POOL_RECYCLE: int = 1800
+
+    # --- sessions and cookies ------------------------------------------------------------------
+    SESSION_BACKEND: Literal["database"] = "database"
+    SESSION_COOKIE_NAME: str = "session"
+    SESSION_IDLE_TIMEOUT_SECONDS: int = 2 * 60 * 60
+    SESSION_ABSOLUTE_TIMEOUT_SECONDS: int = 7 * 24 * 60 * 60
+    # last_seen is written at most this often, so an authenticated read is usually read-only.
+    SESSION_TOUCH_INTERVAL_SECONDS: int = 60
+    SESSION_MAX_PER_USER: int = 10
+    # None = Secure everywhere except the local and pytest environments (plain-http dev servers).
+    COOKIE_SECURE: bool | None = None
+    COOKIE_DOMAIN: str | None = None
+
+    # --- CSRF (double-submit cookie, bound to the session) -------------------------------------
+    CSRF_ENABLED: bool = True
+    CSRF_COOKIE_NAME: str = "csrf_token"
+    CSRF_HEADER_NAME: str = "X-CSRF-Token"
+
+    # --- passwords -----------------------------------------------------------------------------
+    PASSWORD_MIN_LENGTH: int = 8
+    PASSWORD_MAX_LENGTH: int = 128
+    # argon2id, OWASP minimum: m=19 MiB, t=2, p=1. The pytest environment uses cheaper values.
+    ARGON2_TIME_COST: int = 2
+    ARGON2_MEMORY_COST_KIB: int = 19_456
+    ARGON2_PARALLELISM: int = 1
+
+    # --- network -------------------------------------------------------------------------------
+    # How many reverse proxies in front of the app append to X-Forwarded-For (0 = trust none).
+    TRUSTED_PROXY_HOPS: int = 0
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    CORS_ALLOW_CREDENTIALS: bool = True
+
+    # --- Redis (cache, sessions and rate limits in the production profile) ----------------------
+    REDIS_URL: str | None = None
+    CACHE_ENABLED: bool = True
+    CACHE_BACKEND: Literal["memory", "redis"] = "memory"
+    CACHE_REDIS_HOST: str = "127.0.0.1"
+    CACHE_REDIS_PORT: int = 6379
+    CACHE_REDIS_DB: int = 0
+    CACHE_REDIS_PASSWORD: str | None = Field(default=None, repr=False)
+
+    # --- data ----------------------------------------------------------------------------------
+    DEFAULT_TIER_NAME: str = "free"
+    DEFAULT_PAGE_SIZE: int = 20
+    MAX_PAGE_SIZE: int = 100
+    ADMIN_NAME: str = "Admin"
+    ADMIN_USERNAME: str | None = None
+    ADMIN_EMAIL: str | None = None
+    ADMIN_PASSWORD: str | None = Field(default=None, repr=False)
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.ENVIRONMENT is Environment.PRODUCTION
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.DOCS_ENABLED if self.DOCS_ENABLED is not None else not self.is_production
+
+    @property
+    def cookie_secure(self) -> bool:
+        if self.COOKIE_SECURE is not None:
+            return self.COOKIE_SECURE
+        return self.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST)
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+
+settings = Settings()

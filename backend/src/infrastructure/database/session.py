@@ -1,0 +1,80 @@
+"""The one engine and session factory of the process, and `async_session`, THE db dependency.
+
+Every route that touches the database depends on `async_session`, so
+`app.dependency_overrides[async_session] = ...` redirects all reads and writes (tests do this).
+The engine is created on first use, so importing the app opens no connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from src.infrastructure.config import settings
+
+
+def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngine:
+    """An engine configured for the backend `url` names (pool for Postgres, pragmas for SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, **overrides)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    options: dict[str, Any] = {
+        "pool_size": settings.DATABASE_POOL_SIZE,
+        "max_overflow": settings.DATABASE_MAX_OVERFLOW,
+        "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
+        "pool_recycle": settings.DATABASE_POOL_RECYCLE,
+        "pool_pre_ping": True,
+    }
+    options.update(overrides)
+    return create_async_engine(url, echo=echo, **options)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside one writer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> AsyncEngine:
+    return build_engine(settings.DATABASE_URL, echo=settings.DATABASE_ECHO)
+
+
+@lru_cache(maxsize=1)
+def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(get_engine(), expire_on_commit=False, autoflush=False)
+
+
+async def async_session() -> AsyncGenerator[AsyncSession, None]:
+    """Yield one session per request; whatever the request did not commit is rolled back."""
+    async with get_sessionmaker()() as session:
+        yield session
+
+
+async def dispose_engine() -> None:
+    if get_engine.cache_info().currsize:
+        await get_engine().dispose()
+
+
+DBSession = Annotated[AsyncSession, Depends(async_session)]
+"""The type routes and dependencies declare to receive the request's database session."""

@@ -1,0 +1,1 @@
+"""Logging: the request id that ties a request's log lines (and its tasks) together."""

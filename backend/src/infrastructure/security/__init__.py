@@ -1,0 +1,1 @@
+"""Security plumbing: the production validator and the response security headers."""

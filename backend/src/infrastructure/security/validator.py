@@ -1,0 +1,49 @@
+"""Refuse to boot a production process with settings that are known to be unsafe.
+
+Runs at app start-up and in `app check-config`. Outside `ENVIRONMENT=production` it reports
+nothing, so local development and the test suite need no real secrets.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+
+from src.infrastructure.config.settings import DEFAULT_SECRET_KEY, Settings
+
+WEAK_SECRETS = {DEFAULT_SECRET_KEY, "secret", "changeme", "change-me", "secret-key", "dev"}
+WEAK_DB_PASSWORDS = {None, "", "postgres", "password", "changeme", "change-me", "admin", "root"}
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised when production settings fail validation; the message lists every problem."""
+
+
+def find_problems(settings: Settings) -> list[str]:
+    """Every reason these settings are unsafe for production (empty when they are fine)."""
+    if not settings.is_production:
+        return []
+    problems: list[str] = []
+    key = settings.SECRET_KEY
+    if key in WEAK_SECRETS or len(key) < MIN_SECRET_LENGTH or len(set(key)) < 10:
+        problems.append(
+            f"SECRET_KEY is a default or weak value; use at least {MIN_SECRET_LENGTH} random "
+            'characters, e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    url = make_url(settings.DATABASE_URL)
+    if url.get_backend_name() != "sqlite" and url.password in WEAK_DB_PASSWORDS:
+        problems.append("DATABASE_URL uses an empty or default database password")
+    if "*" in settings.CORS_ORIGINS and settings.CORS_ALLOW_CREDENTIALS:
+        problems.append("CORS_ORIGINS contains '*' while CORS_ALLOW_CREDENTIALS is true")
+    if not settings.cookie_secure:
+        problems.append("COOKIE_SECURE is false: session cookies would travel over plain http")
+    if not settings.CSRF_ENABLED:
+        problems.append("CSRF_ENABLED is false")
+    return problems
+
+
+def validate_settings(settings: Settings) -> None:
+    """Raise `InsecureSettingsError` when production settings are unsafe."""
+    problems = find_problems(settings)
+    if problems:
+        raise InsecureSettingsError("refusing to start in production:\n- " + "\n- ".join(problems))

@@ -1,0 +1,165 @@
+"""The `app` command: serve, migrate, create-superuser, seed, check-config.
+
+Installed as a `[project.scripts]` entry, so `uv run app --help` works from `backend/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.config import Environment, settings
+from src.infrastructure.security.validator import find_problems
+
+BACKEND_DIR = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+cli = typer.Typer(help="Run and manage the backend.", no_args_is_help=True)
+migrate_cli = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
+cli.add_typer(migrate_cli, name="migrate")
+
+
+def _alembic_config() -> object:
+    from alembic.config import Config
+
+    config = Config(str(BACKEND_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(BACKEND_DIR / "migrations"))
+    return config
+
+
+def _run_with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from src.infrastructure.database.session import dispose_engine, get_sessionmaker
+
+    async def main() -> T:
+        try:
+            async with get_sessionmaker()() as session:
+                return await work(session)
+        finally:
+            await dispose_engine()
+
+    return asyncio.run(main())
+
+
+@migrate_cli.command("upgrade")
+def migrate_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(), revision)  # type: ignore[arg-type]
+
+
+@migrate_cli.command("downgrade")
+def migrate_downgrade(revision: Annotated[str, typer.Argument()] = "-1") -> None:
+    """Revert migrations down to REVISION (default: one step)."""
+    from alembic import command
+
+    command.downgrade(_alembic_config(), revision)  # type: ignore[arg-type]
+
+
+@migrate_cli.command("revision")
+def migrate_revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the migration does")],
+    autogenerate: Annotated[bool, typer.Option(help="Diff the models against the database")] = True,
+) -> None:
+    """Create a new migration file."""
+    from alembic import command
+
+    command.revision(_alembic_config(), message=message, autogenerate=autogenerate)  # type: ignore[arg-type]
+
+
+@cli.command()
+def seed() -> None:
+    """Create the default tier if it does not exist."""
+    from src.modules.tier.service import TierService
+
+    async def work(db: AsyncSession) -> int:
+        tier_id = await TierService().ensure_default(db=db)
+        await db.commit()
+        return tier_id
+
+    _run_with_session(work)
+    typer.echo(f"default tier {settings.DEFAULT_TIER_NAME!r} is ready")
+
+
+@cli.command("create-superuser")
+def create_superuser(
+    username: Annotated[str | None, typer.Option(help="Default: ADMIN_USERNAME")] = None,
+    email: Annotated[str | None, typer.Option(help="Default: ADMIN_EMAIL")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Default: ADMIN_PASSWORD, else a prompt")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Default: ADMIN_NAME")] = None,
+) -> None:
+    """Create a superuser, or make an existing user with that username a superuser."""
+    from src.modules.common.exceptions import ResourceNotFoundError
+    from src.modules.user.service import UserService
+
+    username = username or settings.ADMIN_USERNAME
+    email = email or settings.ADMIN_EMAIL
+    if not username or not email:
+        raise typer.BadParameter("give --username and --email (or ADMIN_USERNAME/ADMIN_EMAIL)")
+
+    async def work(db: AsyncSession) -> str:
+        service = UserService()
+        try:
+            user = await service.get_by_username(username=username, db=db)
+        except ResourceNotFoundError:
+            secret = password or settings.ADMIN_PASSWORD or getpass.getpass("Password: ")
+            payload = {"name": name or settings.ADMIN_NAME, "username": username}
+            payload |= {"email": email, "password": secret}
+            await service.create(payload=payload, db=db, is_superuser=True)
+            return "created"
+        if user["is_superuser"]:
+            return "already a superuser"
+        await service.set_superuser(user_id=user["id"], value=True, db=db)
+        return "promoted to superuser"
+
+    typer.echo(f"{username}: {_run_with_session(work)}")
+
+
+@cli.command("check-config")
+def check_config() -> None:
+    """Print the effective settings (secrets hidden) and fail on production problems."""
+    for key, value in settings.model_dump().items():
+        hidden = any(word in key for word in ("SECRET", "PASSWORD")) and value
+        typer.echo(f"{key}={'***' if hidden else value}")
+    problems = find_problems(settings)
+    for problem in problems:
+        typer.echo(f"PROBLEM: {problem}", err=True)
+    if problems:
+        raise typer.Exit(code=1)
+    typer.echo("configuration OK")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
+) -> None:
+    """Serve the API with uvicorn. In local/development, migrate and seed first."""
+    import uvicorn
+
+    if settings.ENVIRONMENT in (Environment.LOCAL, Environment.DEVELOPMENT):
+        migrate_upgrade("head")
+        seed()
+    uvicorn.run(
+        "src.interfaces.main:app",
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,64 @@
+"""Exception handlers: every error is `{"detail": ...}` JSON with the right status.
+
+Domain exceptions map to their status; validation errors name the field but never echo the
+input (it may be a password); anything unexpected is logged with its stack trace and answered
+with a bare 500 carrying the request id, never the trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from src.infrastructure.logging.request_id import HEADER as REQUEST_ID_HEADER
+from src.modules.common.exceptions import DomainError, RateLimitedError
+
+logger = logging.getLogger("src.errors")
+
+
+def _request_id_headers(request: Request) -> dict[str, str]:
+    request_id = request.scope.get("state", {}).get("request_id")
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers = {}
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+def _clean(error: dict[str, Any]) -> dict[str, Any]:
+    return {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": [_clean(error) for error in exc.errors()]}, status_code=422)
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": "Internal server error"}, status_code=500, headers=_request_id_headers(request)
+    )
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unhandled_error_handler)

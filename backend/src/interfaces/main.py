@@ -1,0 +1,73 @@
+"""The FastAPI application: `src.interfaces.main.app`.
+
+Middleware order (outermost first): request id, body size limit, security headers, CORS,
+trailing slash, CSRF cookie. All pure ASGI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+import src.modules.models  # noqa: F401 - registers every model on Base.metadata
+from src.infrastructure.auth.csrf import CSRFCookieMiddleware
+from src.infrastructure.config import Environment, settings
+from src.infrastructure.database.session import dispose_engine
+from src.infrastructure.logging.request_id import RequestIdMiddleware
+from src.infrastructure.security.body_limit import BodySizeLimitMiddleware
+from src.infrastructure.security.headers import SecurityHeadersMiddleware
+from src.infrastructure.security.validator import validate_settings
+from src.interfaces.api.v1 import router as api_v1_router
+from src.interfaces.errors import register_error_handlers
+from src.interfaces.health import router as health_router
+from src.interfaces.trailing_slash import TrailingSlashMiddleware
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await dispose_engine()
+
+
+def create_app() -> FastAPI:
+    validate_settings(settings)
+    logging.basicConfig(level=logging.INFO)
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title=settings.APP_NAME,
+        version=settings.APP_VERSION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    register_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_v1_router)
+
+    # add_middleware wraps: the last one added is the outermost.
+    app.add_middleware(CSRFCookieMiddleware)
+    app.add_middleware(TrailingSlashMiddleware)
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=settings.CORS_ALLOW_CREDENTIALS,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Content-Type", settings.CSRF_HEADER_NAME, "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+app = create_app()

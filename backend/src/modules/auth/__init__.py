@@ -1,0 +1,1 @@
+"""Auth: login, logout, server-side sessions and the dependencies that resolve the caller."""

@@ -1,0 +1,153 @@
+"""The database session store: create, resolve (one joined query), list and revoke sessions.
+
+Written with SQLAlchemy Core rather than FastCRUD because resolving the caller is the hot path
+of every authenticated request: one round trip returns the session and its user together, and
+`last_seen_at` is written at most once per `SESSION_TOUCH_INTERVAL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.auth.tokens import hash_token, new_token
+from src.infrastructure.config import settings
+from src.infrastructure.database.models import utcnow
+from src.modules.auth.models import UserSession
+from src.modules.user.models import User
+
+USER_COLUMNS = (
+    User.id,
+    User.name,
+    User.username,
+    User.email,
+    User.is_superuser,
+    User.tier_id,
+    User.created_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """A resolved session: who is calling, through which session."""
+
+    session_id: str
+    token: str
+    user: dict[str, Any]
+
+
+class DatabaseSessionStore:
+    async def create(
+        self, db: AsyncSession, *, user_id: int, ip_address: str | None, user_agent: str | None
+    ) -> str:
+        """Add a session for `user_id` and return its token (the only time it exists in clear)."""
+        token = new_token()
+        now = utcnow()
+        db.add(
+            UserSession(
+                id=uuid.uuid4().hex,
+                token_hash=hash_token(token),
+                user_id=user_id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(seconds=settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS),
+                ip_address=ip_address,
+                user_agent=(user_agent or "")[:255] or None,
+            )
+        )
+        await db.flush()
+        await self._trim(db, user_id=user_id, now=now)
+        return token
+
+    async def resolve(self, db: AsyncSession, token: str) -> SessionContext | None:
+        """The live session behind `token` with its user, or None (unknown, expired, deleted)."""
+        now = utcnow()
+        idle_cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
+        row = (
+            await db.execute(
+                select(UserSession.id, UserSession.last_seen_at, *USER_COLUMNS)
+                .join(User, User.id == UserSession.user_id)
+                .where(
+                    UserSession.token_hash == hash_token(token),
+                    UserSession.expires_at > now,
+                    UserSession.last_seen_at > idle_cutoff,
+                    User.is_deleted.is_(False),
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        session_id, last_seen_at, *values = row
+        if now - last_seen_at > timedelta(seconds=settings.SESSION_TOUCH_INTERVAL_SECONDS):
+            await db.execute(
+                update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now)
+            )
+            await db.commit()
+        user = dict(zip((column.key for column in USER_COLUMNS), values, strict=True))
+        return SessionContext(session_id=session_id, token=token, user=user)
+
+    async def list_for_user(self, db: AsyncSession, *, user_id: int) -> list[dict[str, Any]]:
+        now = utcnow()
+        idle_cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
+        rows = await db.execute(
+            select(
+                UserSession.id,
+                UserSession.created_at,
+                UserSession.last_seen_at,
+                UserSession.expires_at,
+                UserSession.ip_address,
+                UserSession.user_agent,
+            )
+            .where(
+                UserSession.user_id == user_id,
+                UserSession.expires_at > now,
+                UserSession.last_seen_at > idle_cutoff,
+            )
+            .order_by(UserSession.last_seen_at.desc())
+        )
+        return [dict(row._mapping) for row in rows]
+
+    async def delete_by_token(self, db: AsyncSession, token: str) -> None:
+        await db.execute(delete(UserSession).where(UserSession.token_hash == hash_token(token)))
+
+    async def delete_by_id(self, db: AsyncSession, *, session_id: str, user_id: int) -> bool:
+        """Delete one of `user_id`'s sessions; False when it is not theirs or does not exist."""
+        result = await db.execute(
+            delete(UserSession).where(UserSession.id == session_id, UserSession.user_id == user_id)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def delete_for_user(
+        self, db: AsyncSession, *, user_id: int, keep_session_id: str | None = None
+    ) -> None:
+        statement = delete(UserSession).where(UserSession.user_id == user_id)
+        if keep_session_id is not None:
+            statement = statement.where(UserSession.id != keep_session_id)
+        await db.execute(statement)
+
+    async def _trim(self, db: AsyncSession, *, user_id: int, now: datetime) -> None:
+        """Drop expired sessions and the oldest ones beyond `SESSION_MAX_PER_USER`."""
+        idle_cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
+        await db.execute(
+            delete(UserSession).where(
+                UserSession.user_id == user_id,
+                (UserSession.expires_at <= now) | (UserSession.last_seen_at <= idle_cutoff),
+            )
+        )
+        keep = (
+            select(UserSession.id)
+            .where(UserSession.user_id == user_id)
+            .order_by(UserSession.last_seen_at.desc(), UserSession.created_at.desc())
+            .limit(settings.SESSION_MAX_PER_USER)
+        )
+        await db.execute(
+            delete(UserSession).where(UserSession.user_id == user_id, UserSession.id.not_in(keep))
+        )
+
+
+session_store = DatabaseSessionStore()

@@ -1,0 +1,130 @@
+"""`/api/v1/auth`: login, logout, the current principal and the caller's sessions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from src.infrastructure.auth.client_ip import client_ip
+from src.infrastructure.auth.cookies import (
+    clear_session_cookie,
+    set_csrf_cookie,
+    set_session_cookie,
+)
+from src.infrastructure.config import settings
+from src.infrastructure.database.session import DBSession
+from src.modules.auth.permissions import CurrentSession, OptionalSession
+from src.modules.auth.schemas import LoginRequest, LoginResponse, Principal, SessionRead
+from src.modules.auth.service import AuthService
+from src.modules.common.exceptions import DomainError, ForbiddenError
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+async def login_credentials(request: Request) -> LoginRequest:
+    """Read `{username, password}` from a JSON body or a form (the OpenAPI Authorize button)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == JSON:
+            return LoginRequest.model_validate_json(await request.body())
+        if content_type in (FORM, "multipart/form-data"):
+            form = await request.form()
+            return LoginRequest.model_validate(
+                {"username": form.get("username"), "password": form.get("password")}
+            )
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
+    raise UnsupportedMediaTypeError(f"Send the credentials as {JSON} or {FORM}")
+
+
+class UnsupportedMediaTypeError(DomainError):
+    status_code = 415
+
+
+_login_body = LoginRequest.model_json_schema()
+
+
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": _login_body}, FORM: {"schema": _login_body}},
+        }
+    },
+)
+async def login(
+    request: Request,
+    response: Response,
+    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    db: DBSession,
+) -> dict[str, object]:
+    """Sign in with username (or email) and password.
+
+    Sets the HttpOnly session cookie and a fresh `csrf_token` cookie bound to the new session.
+    Refused for cross-site requests (`Sec-Fetch-Site: cross-site`).
+    """
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise ForbiddenError("Cross-site login requests are refused")
+    result = await AuthService().login(
+        identifier=credentials.username,
+        password=credentials.password,
+        db=db,
+        ip_address=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        previous_token=request.cookies.get(settings.SESSION_COOKIE_NAME),
+    )
+    set_session_cookie(response, result.token)
+    set_csrf_cookie(response, result.token)
+    return {"user": result.user, "session_expires_at": result.expires_at}
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(request: Request, response: Response, db: DBSession) -> None:
+    """End this browser's session on the server and clear the cookie. Needs no CSRF header."""
+    await AuthService().logout(token=request.cookies.get(settings.SESSION_COOKIE_NAME), db=db)
+    clear_session_cookie(response)
+    set_csrf_cookie(response, None)
+
+
+@router.get("/me", response_model=Principal)
+async def me(context: OptionalSession) -> dict[str, object]:
+    """The current principal; anonymous callers get `authenticated: false`. A safe endpoint."""
+    if context is None:
+        return {"authenticated": False}
+    return {"authenticated": True, "user": context.user, "session_id": context.session_id}
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(context: CurrentSession, response: Response, db: DBSession) -> None:
+    """End every session of the current user, this one included."""
+    await AuthService().logout_all(user_id=context.user["id"], db=db)
+    clear_session_cookie(response)
+    set_csrf_cookie(response, None)
+
+
+@router.get("/sessions", response_model=list[SessionRead])
+async def list_sessions(context: CurrentSession, db: DBSession) -> list[dict[str, object]]:
+    """The current user's live sessions, most recently used first."""
+    return await AuthService().list_sessions(
+        user_id=context.user["id"], current_session_id=context.session_id, db=db
+    )
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_session(
+    session_id: str, context: CurrentSession, response: Response, db: DBSession
+) -> None:
+    """End one of the current user's sessions (404 for anyone else's)."""
+    await AuthService().revoke_session(session_id=session_id, user_id=context.user["id"], db=db)
+    if session_id == context.session_id:
+        clear_session_cookie(response)
+        set_csrf_cookie(response, None)

@@ -1,0 +1,85 @@
+"""Login, logout and session management on top of the session store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.auth.passwords import verify_password
+from src.infrastructure.config import settings
+from src.infrastructure.database.models import utcnow
+from src.modules.auth.crud import USER_COLUMNS, session_store
+from src.modules.common.exceptions import NotAuthenticatedError, ResourceNotFoundError
+from src.modules.user.crud import crud_users
+
+BAD_CREDENTIALS = "Incorrect username or password"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    token: str
+    user: dict[str, Any]
+    expires_at: datetime
+
+
+class AuthService:
+    async def login(
+        self,
+        *,
+        identifier: str,
+        password: str,
+        db: AsyncSession,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        previous_token: str | None = None,
+    ) -> LoginResult:
+        """Check credentials and open a new session.
+
+        Unknown and deleted users cost the same argon2 work as real ones. Any session the
+        client already had is ended, so a planted session id never survives a login.
+        """
+        identifier = identifier.strip().lower()
+        if "@" in identifier:
+            row = await crud_users.get(db, email=identifier, is_deleted=False)
+        else:
+            row = await crud_users.get(db, username=identifier, is_deleted=False)
+        valid, new_hash = await verify_password(password, row["hashed_password"] if row else None)
+        if row is None or not valid:
+            raise NotAuthenticatedError(BAD_CREDENTIALS)
+        if new_hash is not None:  # hash parameters changed since this password was set
+            await crud_users.update(db, {"hashed_password": new_hash}, id=row["id"], commit=False)
+        if previous_token:
+            await session_store.delete_by_token(db, previous_token)
+        token = await session_store.create(
+            db, user_id=row["id"], ip_address=ip_address, user_agent=user_agent
+        )
+        await db.commit()
+        return LoginResult(
+            token=token,
+            user={column.key: row[column.key] for column in USER_COLUMNS},
+            expires_at=utcnow() + timedelta(seconds=settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS),
+        )
+
+    async def logout(self, *, token: str | None, db: AsyncSession) -> None:
+        if token:
+            await session_store.delete_by_token(db, token)
+            await db.commit()
+
+    async def logout_all(self, *, user_id: int, db: AsyncSession) -> None:
+        await session_store.delete_for_user(db, user_id=user_id)
+        await db.commit()
+
+    async def list_sessions(
+        self, *, user_id: int, current_session_id: str, db: AsyncSession
+    ) -> list[dict[str, Any]]:
+        sessions = await session_store.list_for_user(db, user_id=user_id)
+        return [session | {"current": session["id"] == current_session_id} for session in sessions]
+
+    async def revoke_session(self, *, session_id: str, user_id: int, db: AsyncSession) -> None:
+        """End one of the caller's sessions; someone else's session is simply not found."""
+        if not await session_store.delete_by_id(db, session_id=session_id, user_id=user_id):
+            raise ResourceNotFoundError("Session not found")
+        await db.commit()

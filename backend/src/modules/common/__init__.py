@@ -1,0 +1,1 @@
+"""What every slice shares: domain exceptions, pagination and base schemas."""

@@ -1,0 +1,61 @@
+"""Domain exceptions. Services raise these; one handler turns each into its JSON status.
+
+Services never import FastAPI: a `ResourceNotFoundError` means the same thing in a route, a
+task or the CLI. The HTTP mapping lives in `src.interfaces.errors`.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class; `status_code` is the HTTP status a route answers with."""
+
+    status_code = 400
+    default_detail = "Bad request"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+
+class ResourceNotFoundError(DomainError):
+    status_code = 404
+    default_detail = "Resource not found"
+
+
+class ConflictError(DomainError):
+    status_code = 409
+    default_detail = "The request conflicts with the current state of the resource"
+
+
+class DuplicateValueError(ConflictError):
+    default_detail = "A resource with this value already exists"
+
+
+class NotAuthenticatedError(DomainError):
+    status_code = 401
+    default_detail = "Not authenticated"
+
+
+class ForbiddenError(DomainError):
+    status_code = 403
+    default_detail = "You do not have permission to do this"
+
+
+class CSRFError(ForbiddenError):
+    default_detail = (
+        "CSRF token missing or invalid: send the csrf_token cookie value in X-CSRF-Token"
+    )
+
+
+class BadRequestError(DomainError):
+    status_code = 400
+
+
+class RateLimitedError(DomainError):
+    status_code = 429
+    default_detail = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

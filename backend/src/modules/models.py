@@ -1,0 +1,7 @@
+"""Imports every slice's models so `Base.metadata` is complete (the app, Alembic, tests)."""
+
+from src.modules.auth.models import UserSession
+from src.modules.tier.models import Tier
+from src.modules.user.models import User
+
+__all__ = ["Tier", "User", "UserSession"]

@@ -1,0 +1,1 @@
+"""Tiers: named service levels (free, pro, ...) that users belong to."""

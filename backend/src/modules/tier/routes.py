@@ -1,0 +1,47 @@
+"""`/api/v1/tiers`: anyone may read tiers (the public price list); superusers manage them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from src.infrastructure.database.session import DBSession
+from src.modules.auth.permissions import SuperUser
+from src.modules.common.schemas import Page, Pagination
+from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
+from src.modules.tier.service import TierService
+
+router = APIRouter(prefix="/tiers", tags=["tiers"])
+
+
+@router.get("", response_model=Page[TierRead])
+async def list_tiers(pagination: Pagination, db: DBSession) -> dict[str, Any]:
+    """All tiers, paginated."""
+    return await TierService().list(params=pagination, db=db)
+
+
+@router.get("/{name}", response_model=TierRead)
+async def read_tier(name: str, db: DBSession) -> dict[str, Any]:
+    """One tier by name."""
+    return await TierService().get_by_name(name=name, db=db)
+
+
+@router.post("", response_model=TierRead, status_code=status.HTTP_201_CREATED)
+async def create_tier(payload: TierCreate, _: SuperUser, db: DBSession) -> dict[str, Any]:
+    """Create a tier (superusers only). 409 when the name exists."""
+    return await TierService().create(payload=payload, db=db)
+
+
+@router.patch("/{name}", response_model=TierRead)
+async def update_tier(
+    name: str, payload: TierUpdate, _: SuperUser, db: DBSession
+) -> dict[str, Any]:
+    """Rename a tier (superusers only)."""
+    return await TierService().update(name=name, payload=payload, db=db)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_tier(name: str, _: SuperUser, db: DBSession) -> None:
+    """Delete a tier no user is on (superusers only); the default tier stays."""
+    await TierService().delete(name=name, db=db)

@@ -1,0 +1,80 @@
+"""Tier rules: unique names, a default tier that always exists, no deleting a tier in use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.config import settings
+from src.modules.common.exceptions import (
+    ConflictError,
+    DuplicateValueError,
+    ResourceNotFoundError,
+)
+from src.modules.common.schemas import PageParams, build_page
+from src.modules.common.transactions import commit_or_conflict
+from src.modules.tier.crud import crud_tiers
+from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
+
+TIER_EXISTS = "A tier with this name already exists"
+
+
+class TierService:
+    async def get_by_name(self, *, name: str, db: AsyncSession) -> dict[str, Any]:
+        tier = await crud_tiers.get(db, schema_to_select=TierRead, name=name)
+        if tier is None:
+            raise ResourceNotFoundError(f"Tier {name!r} not found")
+        return tier
+
+    async def list(self, *, params: PageParams, db: AsyncSession) -> dict[str, Any]:
+        result = await crud_tiers.get_multi(
+            db,
+            offset=params.offset,
+            limit=params.items_per_page,
+            schema_to_select=TierRead,
+            sort_columns="id",
+        )
+        return build_page(result["data"], result["total_count"], params)
+
+    async def create(self, *, payload: TierCreate, db: AsyncSession) -> dict[str, Any]:
+        if await crud_tiers.exists(db, name=payload.name):
+            raise DuplicateValueError(TIER_EXISTS)
+        async with commit_or_conflict(db, TIER_EXISTS):
+            await crud_tiers.create(db, payload, commit=False)
+        return await self.get_by_name(name=payload.name, db=db)
+
+    async def update(self, *, name: str, payload: TierUpdate, db: AsyncSession) -> dict[str, Any]:
+        tier = await self.get_by_name(name=name, db=db)
+        if payload.name != name and await crud_tiers.exists(db, name=payload.name):
+            raise DuplicateValueError(TIER_EXISTS)
+        async with commit_or_conflict(db, TIER_EXISTS):
+            await crud_tiers.update(db, {"name": payload.name}, id=tier["id"], commit=False)
+        return await self.get_by_name(name=payload.name, db=db)
+
+    async def delete(self, *, name: str, db: AsyncSession) -> None:
+        tier = await self.get_by_name(name=name, db=db)
+        if name == settings.DEFAULT_TIER_NAME:
+            raise ConflictError("The default tier cannot be deleted")
+        # users.tier_id is ON DELETE RESTRICT: a tier in use cannot go.
+        async with commit_or_conflict(
+            db, f"Tier {name!r} is still assigned to users", ConflictError
+        ):
+            await crud_tiers.db_delete(db, id=tier["id"], commit=False)
+
+    async def ensure_default(self, *, db: AsyncSession) -> int:
+        """The default tier's id, creating the tier on first use (safe under concurrency)."""
+        name = settings.DEFAULT_TIER_NAME
+        tier = await crud_tiers.get(db, name=name)
+        if tier is not None:
+            return int(tier["id"])
+        try:
+            async with db.begin_nested():
+                await crud_tiers.create(db, TierCreate(name=name), commit=False)
+        except IntegrityError:
+            pass  # another request created it first
+        tier = await crud_tiers.get(db, name=name)
+        if tier is None:  # pragma: no cover - only if the row vanished between the two reads
+            raise ResourceNotFoundError(f"Default tier {name!r} could not be created")
+        return int(tier["id"])

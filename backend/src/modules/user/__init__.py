@@ -1,0 +1,1 @@
+"""Users: sign-up, profiles, soft delete, superuser administration."""

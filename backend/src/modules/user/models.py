@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String, false
+from sqlalchemy.orm import Mapped, mapped_column
+
+from src.infrastructure.database.models import Base, SoftDeleteMixin, TimestampMixin
+
+
+class User(TimestampMixin, SoftDeleteMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    # Both are stored lower-cased, so the unique indexes are case-insensitive on every backend.
+    username: Mapped[str] = mapped_column(String(30), unique=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    hashed_password: Mapped[str] = mapped_column(String(255))
+    is_superuser: Mapped[bool] = mapped_column(default=False, server_default=false())
+    tier_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tiers.id", ondelete="RESTRICT"), default=None, index=True
+    )

@@ -1,0 +1,68 @@
+"""`/api/v1/users`: sign-up, own profile, public profiles, superuser administration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from src.infrastructure.database.session import DBSession
+from src.modules.auth.permissions import CurrentSession, CurrentUser, SuperUser
+from src.modules.common.schemas import Page, Pagination
+from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
+from src.modules.user.service import UserService
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+async def sign_up(payload: UserCreate, db: DBSession) -> dict[str, Any]:
+    """Create an account on the default tier. 409 when the email or username is taken."""
+    return await UserService().create(payload=payload, db=db)
+
+
+@router.get("", response_model=Page[UserRead])
+async def list_users(_: SuperUser, pagination: Pagination, db: DBSession) -> dict[str, Any]:
+    """All active users, paginated (superusers only)."""
+    return await UserService().list(params=pagination, db=db)
+
+
+@router.get("/me", response_model=UserRead)
+async def read_me(user: CurrentUser) -> dict[str, Any]:
+    """The signed-in user."""
+    return user
+
+
+@router.get("/{username}", response_model=UserPublic)
+async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
+    """Anyone's public profile."""
+    return await UserService().get_by_username(username=username, db=db)
+
+
+@router.patch("/{username}", response_model=UserRead)
+async def update_user(
+    username: str, payload: UserUpdate, context: CurrentSession, db: DBSession
+) -> dict[str, Any]:
+    """Change your own profile (superusers: anyone's). A new password needs `current_password`
+    and ends your other sessions."""
+    return await UserService().update(
+        username=username,
+        payload=payload,
+        actor=context.user,
+        db=db,
+        keep_session_id=context.session_id,
+    )
+
+
+@router.delete("/{username}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user(username: str, user: CurrentUser, db: DBSession) -> None:
+    """Soft-delete your own account (superusers: anyone's); its sessions end."""
+    await UserService().delete(username=username, actor=user, db=db)
+
+
+@router.patch("/{username}/tier", response_model=UserRead)
+async def assign_tier(
+    username: str, payload: UserTierUpdate, _: SuperUser, db: DBSession
+) -> dict[str, Any]:
+    """Move a user to another tier (superusers only)."""
+    return await UserService().assign_tier(username=username, payload=payload, db=db)

@@ -1,0 +1,171 @@
+"""User rules: sign-up, profile changes, soft delete, tier assignment.
+
+Every method takes the caller's `db` session and commits once at the end of a successful
+operation, so a failed request leaves nothing half-written. Reads return dicts (FastCRUD).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.auth.passwords import hash_password, verify_password
+from src.infrastructure.database.models import utcnow
+from src.modules.auth.crud import session_store
+from src.modules.common.exceptions import (
+    BadRequestError,
+    DuplicateValueError,
+    ForbiddenError,
+    ResourceNotFoundError,
+)
+from src.modules.common.schemas import PageParams, build_page
+from src.modules.common.transactions import commit_or_conflict
+from src.modules.tier.service import TierService
+from src.modules.user.crud import crud_users
+from src.modules.user.schemas import (
+    UserCreate,
+    UserCreateInternal,
+    UserRead,
+    UserTierUpdate,
+    UserUpdate,
+)
+
+EMAIL_TAKEN = "This email is already registered"
+USERNAME_TAKEN = "This username is already taken"
+
+
+class UserService:
+    async def get_by_id(self, *, user_id: int, db: AsyncSession) -> dict[str, Any]:
+        user = await crud_users.get(db, schema_to_select=UserRead, id=user_id, is_deleted=False)
+        if user is None:
+            raise ResourceNotFoundError("User not found")
+        return user
+
+    async def get_by_username(self, *, username: str, db: AsyncSession) -> dict[str, Any]:
+        user = await crud_users.get(
+            db, schema_to_select=UserRead, username=username.lower(), is_deleted=False
+        )
+        if user is None:
+            raise ResourceNotFoundError("User not found")
+        return user
+
+    async def list(self, *, params: PageParams, db: AsyncSession) -> dict[str, Any]:
+        result = await crud_users.get_multi(
+            db,
+            offset=params.offset,
+            limit=params.items_per_page,
+            schema_to_select=UserRead,
+            sort_columns="id",
+            is_deleted=False,
+        )
+        return build_page(result["data"], result["total_count"], params)
+
+    async def create(
+        self, *, payload: dict[str, Any] | UserCreate, db: AsyncSession, is_superuser: bool = False
+    ) -> dict[str, Any]:
+        """Register a user on the default tier; 409 when the email or username is taken."""
+        data = payload if isinstance(payload, UserCreate) else UserCreate.model_validate(payload)
+        await self._ensure_unique(db, email=data.email, username=data.username)
+        hashed = await hash_password(data.password)
+        tier_id = await TierService().ensure_default(db=db)
+        row = UserCreateInternal(
+            **data.model_dump(exclude={"password"}),
+            hashed_password=hashed,
+            is_superuser=is_superuser,
+            tier_id=tier_id,
+        )
+        async with commit_or_conflict(db, _which_is_taken):
+            await crud_users.create(db, row, commit=False)
+        return await self.get_by_username(username=data.username, db=db)
+
+    async def update(
+        self,
+        *,
+        username: str,
+        payload: UserUpdate,
+        actor: dict[str, Any],
+        db: AsyncSession,
+        keep_session_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a profile. A new password ends every session but the caller's own."""
+        user = await self._get_for_write(username=username, actor=actor, db=db)
+        changes = payload.model_dump(exclude_unset=True, exclude={"current_password"})
+        changes = {key: value for key, value in changes.items() if value is not None}
+        await self._ensure_unique(
+            db,
+            email=changes.get("email") if changes.get("email") != user["email"] else None,
+            username=changes.get("username")
+            if changes.get("username") != user["username"]
+            else None,
+        )
+        if "password" in changes:
+            await self._check_current_password(user, payload.current_password, actor, db)
+            changes["hashed_password"] = await hash_password(changes.pop("password"))
+        if not changes:
+            return user
+        async with commit_or_conflict(db, _which_is_taken):
+            await crud_users.update(db, changes, id=user["id"], commit=False)
+        if "hashed_password" in changes:
+            keep = keep_session_id if actor["id"] == user["id"] else None
+            await session_store.delete_for_user(db, user_id=user["id"], keep_session_id=keep)
+            await db.commit()
+        return await self.get_by_id(user_id=user["id"], db=db)
+
+    async def delete(self, *, username: str, actor: dict[str, Any], db: AsyncSession) -> None:
+        """Soft delete: the row stays (email and username stay reserved), sessions end."""
+        user = await self._get_for_write(username=username, actor=actor, db=db)
+        await crud_users.update(
+            db, {"is_deleted": True, "deleted_at": utcnow()}, id=user["id"], commit=False
+        )
+        await session_store.delete_for_user(db, user_id=user["id"])
+        await db.commit()
+
+    async def assign_tier(
+        self, *, username: str, payload: UserTierUpdate, db: AsyncSession
+    ) -> dict[str, Any]:
+        user = await self.get_by_username(username=username, db=db)
+        tier = await TierService().get_by_name(name=payload.tier_name, db=db)
+        await crud_users.update(db, {"tier_id": tier["id"]}, id=user["id"], commit=False)
+        await db.commit()
+        return await self.get_by_id(user_id=user["id"], db=db)
+
+    async def set_superuser(self, *, user_id: int, value: bool, db: AsyncSession) -> None:
+        """Grant or revoke superuser; the user's sessions end so no stale privilege survives."""
+        await crud_users.update(db, {"is_superuser": value}, id=user_id, commit=False)
+        await session_store.delete_for_user(db, user_id=user_id)
+        await db.commit()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _get_for_write(
+        self, *, username: str, actor: dict[str, Any], db: AsyncSession
+    ) -> dict[str, Any]:
+        user = await self.get_by_username(username=username, db=db)
+        if user["id"] != actor["id"] and not actor["is_superuser"]:
+            raise ForbiddenError("You can only change your own account")
+        return user
+
+    async def _ensure_unique(
+        self, db: AsyncSession, *, email: str | None, username: str | None
+    ) -> None:
+        if email is not None and await crud_users.exists(db, email=email):
+            raise DuplicateValueError(EMAIL_TAKEN)
+        if username is not None and await crud_users.exists(db, username=username):
+            raise DuplicateValueError(USERNAME_TAKEN)
+
+    async def _check_current_password(
+        self, user: dict[str, Any], current: str | None, actor: dict[str, Any], db: AsyncSession
+    ) -> None:
+        if actor["is_superuser"] and actor["id"] != user["id"]:
+            return  # a superuser resetting someone else's password
+        if not current:
+            raise BadRequestError("current_password is required to set a new password")
+        row = await crud_users.get(db, id=user["id"])
+        valid, _ = await verify_password(current, row["hashed_password"] if row else None)
+        if not valid:
+            raise BadRequestError("current_password is incorrect")
+
+
+def _which_is_taken(database_error: str) -> str:
+    return EMAIL_TAKEN if "email" in database_error else USERNAME_TAKEN
