@@ -6,6 +6,7 @@ a SQLite file, in-process stores, no external service needed.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
@@ -24,9 +25,15 @@ class Environment(StrEnum):
     PYTEST = "pytest"
 
 
+def _env_file() -> str | None:
+    # The test suite is configured by its own environment only: a developer's `.env` (say, a
+    # production-like profile) must not change what the tests run against.
+    return None if os.environ.get("ENVIRONMENT") == Environment.PYTEST.value else ".env"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+        env_file=_env_file(), env_file_encoding="utf-8", extra="ignore", case_sensitive=True
     )
 
     # --- application -------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, **overrides)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     options: dict[str, Any] = {
         "pool_size": settings.DATABASE_POOL_SIZE,
@@ -46,13 +47,22 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
     return create_async_engine(url, echo=echo, **options)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # Foreign keys are off by default in SQLite; WAL lets readers run beside one writer.
+def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy, not the driver, emit BEGIN: the driver's own transaction handling breaks
+    # SAVEPOINT (begin_nested), which the services and the test fixtures rely on.
+    dbapi_connection.isolation_level = None
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside the writer.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front: two concurrent writers queue (busy_timeout)
+    # instead of deadlocking on a lock upgrade. SQLite has one writer at a time anyway.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @lru_cache(maxsize=1)

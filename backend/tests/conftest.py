@@ -1,0 +1,135 @@
+"""Global fixtures: `app`, `db_engine`, `db_session` (rolled back per test), `client`,
+`superuser_client`, and `committed_client` for tests that need real commits and concurrency.
+
+The test database is chosen before the app is imported (see `tests/helpers/database.py`), so
+even code that does not go through the `async_session` override reaches the test database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tests.helpers.database import (
+    database_url_for_tests,
+    drop_database,
+    recreate_database,
+    unreachable_message,
+)
+
+TEST_DB_URL = database_url_for_tests()
+os.environ["DATABASE_URL"] = TEST_DB_URL.render_as_string(hide_password=False)
+
+from src.infrastructure.database.models import Base  # noqa: E402 - after DATABASE_URL is set
+from src.infrastructure.database.session import (  # noqa: E402
+    async_session,
+    build_engine,
+    dispose_engine,
+)
+from src.interfaces.main import app as fastapi_app  # noqa: E402
+from src.modules.user.service import UserService  # noqa: E402
+from tests.helpers.csrf import CSRFAwareClient  # noqa: E402
+from tests.helpers.factories import login  # noqa: E402
+
+BASE_URL = "http://test"
+SUPERUSER = {
+    "name": "Super",
+    "username": "super",
+    "email": "super@test.com",
+    "password": "SuperPass123!",
+}
+
+
+@pytest.fixture(scope="session")
+def app() -> Any:
+    return fastapi_app
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db_engine() -> AsyncIterator[AsyncEngine]:
+    """A fresh test database with the current schema (create_all: the tests' fast path;
+    tests/integration/db/test_migrations.py proves the migrations build the same schema)."""
+    try:
+        await recreate_database(TEST_DB_URL)
+    except (OSError, Exception) as error:  # refused, timeout, auth: all mean "not reachable"
+        pytest.fail(unreachable_message(TEST_DB_URL, error), pytrace=False)
+    engine = build_engine(TEST_DB_URL.render_as_string(hide_password=False))
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield engine
+    await engine.dispose()
+    await dispose_engine()
+    await drop_database(TEST_DB_URL)
+
+
+@pytest_asyncio.fixture
+async def db_session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session inside a transaction that is rolled back after the test.
+
+    Code under test may commit: with `create_savepoint` its commits only release savepoints,
+    and the outer transaction still discards everything at the end.
+    """
+    async with db_engine.connect() as connection:
+        transaction = await connection.begin()
+        session = AsyncSession(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            await transaction.rollback()
+
+
+def _client(app: Any, cls: type[AsyncClient] = CSRFAwareClient) -> AsyncClient:
+    return cls(transport=ASGITransport(app=app), base_url=BASE_URL)
+
+
+@pytest_asyncio.fixture
+async def client(app: Any, db_session: AsyncSession) -> AsyncGenerator[AsyncClient, None]:
+    """A CSRF-aware client whose every database access goes through `db_session`."""
+
+    async def override_db() -> AsyncIterator[AsyncSession]:
+        yield db_session
+
+    app.dependency_overrides[async_session] = override_db
+    async with _client(app) as ac:
+        yield ac
+    app.dependency_overrides.clear()
+
+
+@pytest_asyncio.fixture
+async def plain_client(app: Any, client: AsyncClient) -> AsyncGenerator[AsyncClient, None]:
+    """Like `client` (same test transaction) but sends no CSRF header on its own."""
+    async with _client(app, AsyncClient) as ac:
+        yield ac
+
+
+@pytest_asyncio.fixture
+async def superuser_client(
+    client: AsyncClient, db_session: AsyncSession
+) -> AsyncGenerator[AsyncClient, None]:
+    """`client`, logged in as a superuser created through the service."""
+    await UserService().create(payload=dict(SUPERUSER), db=db_session, is_superuser=True)
+    await db_session.commit()
+    await login(client, SUPERUSER["username"], SUPERUSER["password"])
+    yield client
+
+
+@pytest_asyncio.fixture
+async def committed_client(app: Any, db_engine: AsyncEngine) -> AsyncGenerator[AsyncClient, None]:
+    """A client on the app's own engine: real commits, real concurrency (one connection per
+    request). Every table is emptied afterwards so other tests still start clean."""
+    async with _client(app) as ac:
+        yield ac
+    async with db_engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(delete(table))
+    await dispose_engine()

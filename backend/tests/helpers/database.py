@@ -1,0 +1,75 @@
+"""Where the integration tests' database lives, and creating or dropping it.
+
+`TEST_DATABASE_URL` picks the server: by default the local Postgres
+(`postgresql+asyncpg://postgres@127.0.0.1:5432/test_db`). Any `sqlite+aiosqlite://` URL runs
+the same suite on the embedded profile, in a temporary file. Under pytest-xdist every worker
+gets its own database (`test_db_gw0`, ...), so parallel runs never share rows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test_db"
+
+
+def database_url_for_tests() -> URL:
+    url = make_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if url.get_backend_name() == "sqlite":
+        folder = Path(tempfile.gettempdir()) / f"backend-tests-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return url.set(database=str(folder / f"test_{worker}.db"))
+    return url.set(database=f"{url.database or 'test_db'}_{worker}")
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+async def recreate_database(url: URL) -> None:
+    """Start from an empty database (Postgres: DROP/CREATE; SQLite: delete the file)."""
+    if is_sqlite(url):
+        Path(url.database or "").unlink(missing_ok=True)
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        database="postgres", timeout=5,
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{url.database}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(url: URL) -> None:
+    if is_sqlite(url):
+        Path(url.database or "").unlink(missing_ok=True)
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        database="postgres", timeout=5,
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def unreachable_message(url: URL, error: BaseException) -> str:
+    shown = url.render_as_string(hide_password=True)
+    return (
+        f"The integration tests need the database at {shown}, which did not answer "
+        f"({type(error).__name__}: {error}).\n"
+        "Start Postgres (see README), point TEST_DATABASE_URL at one, or run on the embedded "
+        "profile with TEST_DATABASE_URL=sqlite+aiosqlite:// . Unit tests alone: pytest -m unit"
+    )
