@@ -1,7 +1,7 @@
 """Alembic environment: async engine, the app's settings and `Base.metadata`.
 
 `render_as_batch` makes ALTERs work on SQLite (table copy) as well as Postgres. A caller may
-pass an open connection in `config.attributes["connection"]` (the tests and `app migrate` do).
+pass an open (sync) connection in `config.attributes["connection"]` to run on it.
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run_sync(connection)
-        return
     url = config.get_main_option("sqlalchemy.url") or settings.DATABASE_URL
     engine = build_engine(url)
     async with engine.connect() as async_connection:
@@ -58,5 +54,7 @@ async def run_migrations_online() -> None:
 
 if context.is_offline_mode():
     run_migrations_offline()
+elif config.attributes.get("connection") is not None:
+    _run_sync(config.attributes["connection"])
 else:
     asyncio.run(run_migrations_online())

@@ -27,16 +27,16 @@ from tests.helpers.database import (
 TEST_DB_URL = database_url_for_tests()
 os.environ["DATABASE_URL"] = TEST_DB_URL.render_as_string(hide_password=False)
 
-from src.infrastructure.database.models import Base  # noqa: E402 - after DATABASE_URL is set
-from src.infrastructure.database.session import (  # noqa: E402
+from src.infrastructure.database.models import Base
+from src.infrastructure.database.session import (
     async_session,
     build_engine,
     dispose_engine,
 )
-from src.interfaces.main import app as fastapi_app  # noqa: E402
-from src.modules.user.service import UserService  # noqa: E402
-from tests.helpers.csrf import CSRFAwareClient  # noqa: E402
-from tests.helpers.factories import login  # noqa: E402
+from src.interfaces.main import app as fastapi_app
+from src.modules.user.service import UserService
+from tests.helpers.csrf import CSRFAwareClient
+from tests.helpers.factories import login
 
 BASE_URL = "http://test"
 SUPERUSER = {
@@ -124,12 +124,18 @@ async def superuser_client(
 
 
 @pytest_asyncio.fixture
-async def committed_client(app: Any, db_engine: AsyncEngine) -> AsyncGenerator[AsyncClient, None]:
-    """A client on the app's own engine: real commits, real concurrency (one connection per
-    request). Every table is emptied afterwards so other tests still start clean."""
-    async with _client(app) as ac:
-        yield ac
+async def clean_tables(db_engine: AsyncEngine) -> AsyncIterator[None]:
+    """For tests whose code commits for real: every table is emptied afterwards."""
+    yield
+    await dispose_engine()
     async with db_engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             await connection.execute(delete(table))
-    await dispose_engine()
+
+
+@pytest_asyncio.fixture
+async def committed_client(app: Any, clean_tables: None) -> AsyncGenerator[AsyncClient, None]:
+    """A client on the app's own engine: real commits, real concurrency (one connection per
+    request), tables emptied afterwards."""
+    async with _client(app) as ac:
+        yield ac

@@ -34,14 +34,16 @@ def _alembic_config() -> object:
 
 
 def _run_with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from src.infrastructure.database.session import dispose_engine, get_sessionmaker
+    """Run `work` with a session on an engine of its own, created and disposed in this loop."""
+    from src.infrastructure.database.session import build_engine
 
     async def main() -> T:
+        engine = build_engine(settings.DATABASE_URL)
         try:
-            async with get_sessionmaker()() as session:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
                 return await work(session)
         finally:
-            await dispose_engine()
+            await engine.dispose()
 
     return asyncio.run(main())
 

@@ -34,13 +34,17 @@ def is_sqlite(url: URL) -> bool:
 async def recreate_database(url: URL) -> None:
     """Start from an empty database (Postgres: DROP/CREATE; SQLite: delete the file)."""
     if is_sqlite(url):
-        Path(url.database or "").unlink(missing_ok=True)
+        _remove_sqlite_file(url)
         return
     import asyncpg
 
     connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database="postgres", timeout=5,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database="postgres",
+        timeout=5,
     )
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
@@ -51,18 +55,27 @@ async def recreate_database(url: URL) -> None:
 
 async def drop_database(url: URL) -> None:
     if is_sqlite(url):
-        Path(url.database or "").unlink(missing_ok=True)
+        _remove_sqlite_file(url)
         return
     import asyncpg
 
     connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database="postgres", timeout=5,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database="postgres",
+        timeout=5,
     )
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+def _remove_sqlite_file(url: URL) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{url.database}{suffix}").unlink(missing_ok=True)
 
 
 def unreachable_message(url: URL, error: BaseException) -> str:

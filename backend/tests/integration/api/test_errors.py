@@ -1,0 +1,134 @@
+"""Every error is `{"detail": ...}` JSON with the right status and a request id; no leaks."""
+
+import pytest
+from fastapi import APIRouter
+from httpx import ASGITransport, AsyncClient
+
+from src.infrastructure.config import settings
+from tests.helpers.factories import build_user_create_payload
+
+
+@pytest.mark.integration
+async def test_validation_errors_name_the_field_and_never_echo_the_input(client):
+    payload = build_user_create_payload(email="not-an-email", password="SuperSecret")
+    response = await client.post("/api/v1/users/", json=payload)
+    assert response.status_code == 422
+    body = response.json()
+    fields = {tuple(error["loc"]) for error in body["detail"]}
+    assert ("body", "email") in fields
+    assert ("body", "password") in fields  # all letters: refused by the policy
+    assert "SuperSecret" not in response.text
+    assert "not-an-email" not in response.text
+
+
+@pytest.mark.integration
+async def test_malformed_json_is_a_422(client):
+    response = await client.post(
+        "/api/v1/users/", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.integration
+async def test_unknown_route_and_method_are_json(client):
+    missing = await client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found"}
+    wrong_method = await client.put("/api/v1/users/me")
+    assert wrong_method.status_code == 405
+    assert "detail" in wrong_method.json()
+
+
+@pytest.mark.integration
+async def test_request_body_over_the_limit_is_a_413(client, monkeypatch):
+    too_big = b"x" * (settings.MAX_REQUEST_BODY_BYTES + 1)
+    response = await client.post(
+        "/api/v1/users/", content=too_big, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+
+
+@pytest.mark.integration
+async def test_streamed_body_over_the_limit_is_a_413(client):
+    async def chunks():
+        for _ in range(settings.MAX_REQUEST_BODY_BYTES // 65536 + 2):
+            yield b"x" * 65536
+
+    response = await client.post(
+        "/api/v1/users/", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.integration
+async def test_request_id_is_echoed_or_generated(client):
+    echoed = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    generated = await client.get("/health", headers={"X-Request-ID": "bad id\twith junk"})
+    assert generated.headers["X-Request-ID"] not in ("", "bad id\twith junk")
+    error = await client.get("/api/v1/users/nobody-at-all")
+    assert error.status_code == 404
+    assert error.headers["X-Request-ID"]
+
+
+@pytest.mark.integration
+async def test_security_headers_are_set(client):
+    response = await client.get("/health")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert "Strict-Transport-Security" not in response.headers  # plain http in pytest
+
+
+@pytest.mark.integration
+async def test_an_unexpected_error_is_a_bare_500_with_a_request_id(app):
+    router = APIRouter()
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("SELECT password FROM users -- secret detail")
+
+    from src.interfaces.main import create_app
+
+    broken = create_app()
+    broken.include_router(router)
+    transport = ASGITransport(app=broken, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as ac:
+        response = await ac.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+    assert response.headers["X-Request-ID"]
+
+
+@pytest.mark.integration
+async def test_readiness_checks_the_database(client):
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+
+
+@pytest.mark.integration
+async def test_readiness_is_503_when_the_database_is_down(app, monkeypatch):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from src.infrastructure.database.session import async_session, build_engine
+
+    dead = build_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none", pool_pre_ping=False)
+
+    async def unreachable_db():
+        async with AsyncSession(dead) as session:
+            yield session
+
+    app.dependency_overrides[async_session] = unreachable_db
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as ac:
+            response = await ac.get("/health/ready/")
+    finally:
+        app.dependency_overrides.clear()
+        await dead.dispose()
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "unavailable"}

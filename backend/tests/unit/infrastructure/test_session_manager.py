@@ -1,0 +1,94 @@
+"""Session tokens, CSRF tokens, passwords and client IPs: the pieces sessions are built from."""
+
+import importlib
+import sys
+
+import pytest
+from starlette.requests import Request
+
+from src.infrastructure.auth import passwords, tokens
+from src.infrastructure.auth.client_ip import client_ip
+from src.infrastructure.config import settings
+
+
+@pytest.mark.unit
+def test_session_tokens_are_256_bit_random_and_stored_only_as_keyed_hashes(monkeypatch):
+    first, second = tokens.new_token(), tokens.new_token()
+    assert first != second
+    assert len(first) >= 43  # 32 bytes, url-safe base64
+    stored = tokens.hash_token(first)
+    assert first not in stored
+    assert len(stored) == 64
+    assert tokens.hash_token(first) == stored
+    monkeypatch.setattr(settings, "SECRET_KEY", "another-secret-key-of-sufficient-length")
+    assert tokens.hash_token(first) != stored  # keyed: a leaked table is useless without it
+
+
+@pytest.mark.unit
+def test_csrf_tokens_are_bound_to_their_session():
+    token = tokens.new_csrf_token("session-a")
+    assert tokens.csrf_token_matches(token, "session-a")
+    assert not tokens.csrf_token_matches(token, "session-b")
+    assert not tokens.csrf_token_matches(token, None)
+    anonymous = tokens.new_csrf_token(None)
+    assert tokens.csrf_token_matches(anonymous, None)
+    nonce, _, _ = token.partition(".")
+    assert not tokens.csrf_token_matches(f"{nonce}.forged", "session-a")
+    assert not tokens.csrf_token_matches("no-signature", "session-a")
+
+
+@pytest.mark.unit
+async def test_password_hashes_are_argon2id_and_verify():
+    hashed = await passwords.hash_password("Correct horse 1")
+    assert hashed.startswith("$argon2id$")
+    assert await passwords.verify_password("Correct horse 1", hashed) == (True, None)
+    valid, _ = await passwords.verify_password("wrong", hashed)
+    assert valid is False
+
+
+@pytest.mark.unit
+async def test_unknown_users_are_checked_against_a_dummy_hash(mocker):
+    spy = mocker.spy(passwords._hasher(), "verify")
+    assert await passwords.verify_password("anything", None) == (False, None)
+    spy.assert_called_once()  # the same argon2 work as for a real user
+
+
+@pytest.mark.unit
+async def test_outdated_hash_parameters_are_upgraded_on_verify():
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    old = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=512, parallelism=1),))
+    valid, new_hash = await passwords.verify_password("Pass1234!", old.hash("Pass1234!"))
+    assert valid is True
+    assert new_hash is not None
+    assert new_hash.startswith("$argon2id$")
+
+
+def _request(peer: str, forwarded: list[str]) -> Request:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    return Request({"type": "http", "client": (peer, 1234), "headers": headers})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("hops", "forwarded", "expected"),
+    [
+        (0, ["6.6.6.6"], "10.0.0.1"),  # no trusted proxy: the header is ignored
+        (1, ["6.6.6.6, 1.2.3.4"], "1.2.3.4"),  # the proxy appended the real client
+        (1, ["6.6.6.6", "1.2.3.4"], "1.2.3.4"),  # repeated headers count as one list
+        (2, ["6.6.6.6, 1.2.3.4, 10.0.0.9"], "1.2.3.4"),
+        (1, [], "10.0.0.1"),
+    ],
+)
+def test_client_ip_trusts_exactly_the_configured_hops(monkeypatch, hops, forwarded, expected):
+    monkeypatch.setattr(settings, "TRUSTED_PROXY_HOPS", hops)
+    assert client_ip(_request("10.0.0.1", forwarded)) == expected
+
+
+@pytest.mark.unit
+def test_layers_cannot_be_imported_under_a_second_name():
+    # pytest puts src/ on sys.path; `infrastructure` must not become a second copy.
+    sys.modules.pop("infrastructure", None)
+    with pytest.raises(ImportError, match=r"src\.infrastructure"):
+        importlib.import_module("infrastructure")

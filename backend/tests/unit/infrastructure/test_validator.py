@@ -1,0 +1,62 @@
+import pytest
+
+from src.infrastructure.config import Environment, Settings
+from src.infrastructure.security.validator import (
+    InsecureSettingsError,
+    find_problems,
+    validate_settings,
+)
+
+STRONG = "kP3v9sQ2xZ8mN4bT7wY1cR6hJ0fL5gD2aE9uI3oS"
+
+
+def _production(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "ENVIRONMENT": Environment.PRODUCTION,
+        "SECRET_KEY": STRONG,
+        "DATABASE_URL": "postgresql+asyncpg://app:s3cr3t-Pa55@db:5432/app",
+    }
+    return Settings(**(values | overrides))
+
+
+@pytest.mark.unit
+def test_strong_production_settings_pass():
+    assert find_problems(_production()) == []
+    validate_settings(_production())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"SECRET_KEY": "insecure-default-secret-key-change-me"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "a" * 64}, "SECRET_KEY"),
+        ({"DATABASE_URL": "postgresql+asyncpg://postgres:postgres@db/app"}, "database password"),
+        ({"DATABASE_URL": "postgresql+asyncpg://postgres@db/app"}, "database password"),
+        ({"CORS_ORIGINS": ["*"]}, "CORS"),
+        ({"COOKIE_SECURE": False}, "COOKIE_SECURE"),
+        ({"CSRF_ENABLED": False}, "CSRF"),
+    ],
+)
+def test_production_refuses_insecure_settings(overrides, needle):
+    with pytest.raises(InsecureSettingsError, match=needle):
+        validate_settings(_production(**overrides))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("environment", ["local", "development", "staging", "pytest"])
+def test_validator_is_skipped_outside_production(environment):
+    assert find_problems(Settings(ENVIRONMENT=environment, SECRET_KEY="weak")) == []
+
+
+@pytest.mark.unit
+def test_cors_origins_accept_a_comma_separated_env_value(monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings().CORS_ORIGINS == ["https://a.example", "https://b.example"]
+
+
+@pytest.mark.unit
+def test_unknown_environment_is_refused():
+    with pytest.raises(ValueError, match="ENVIRONMENT"):
+        Settings(ENVIRONMENT="prod")

@@ -1,0 +1,58 @@
+import pytest
+from pydantic import ValidationError
+
+from src.modules.user.schemas import UserCreate, UserRead, UserUpdate
+
+VALID = {
+    "name": "Alice",
+    "username": "alice",
+    "email": "alice@example.com",
+    "password": "Pass1234!",
+}
+
+
+def _error_fields(exc: ValidationError) -> set[str]:
+    return {str(error["loc"][0]) for error in exc.errors()}
+
+
+@pytest.mark.unit
+def test_email_and_username_are_normalised_to_lower_case():
+    user = UserCreate(**{**VALID, "username": "Alice_B", "email": "Alice@Example.COM"})
+    assert user.username == "alice_b"
+    assert user.email == "alice@example.com"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "username",
+    ["ab", "a" * 31, "has space", "semi;colon", "_leading", "trailing.", "me", "ADMIN"],
+)
+def test_bad_usernames_are_refused(username):
+    with pytest.raises(ValidationError) as caught:
+        UserCreate(**{**VALID, "username": username})
+    assert _error_fields(caught.value) == {"username"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("password", ["short1!", "allletters", "12345678901", " Pass1234 "])
+def test_weak_passwords_are_refused(password):
+    with pytest.raises(ValidationError) as caught:
+        UserCreate(**{**VALID, "password": password})
+    assert _error_fields(caught.value) == {"password"}
+
+
+@pytest.mark.unit
+def test_sign_up_cannot_set_privileged_fields():
+    with pytest.raises(ValidationError) as caught:
+        UserCreate(**VALID, is_superuser=True)
+    assert _error_fields(caught.value) == {"is_superuser"}
+
+
+@pytest.mark.unit
+def test_update_is_partial():
+    assert UserUpdate(name="Bob").model_dump(exclude_unset=True) == {"name": "Bob"}
+
+
+@pytest.mark.unit
+def test_read_schema_has_no_password_field():
+    assert not {"password", "hashed_password"} & set(UserRead.model_fields)
