@@ -18,12 +18,14 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.helpers.database import (
+    configured_url,
     database_url_for_tests,
     drop_database,
     recreate_database,
     unreachable_message,
 )
 
+FALLBACK_REASON = configured_url()[1]
 TEST_DB_URL = database_url_for_tests()
 os.environ["DATABASE_URL"] = TEST_DB_URL.render_as_string(hide_password=False)
 
@@ -45,6 +47,20 @@ SUPERUSER = {
     "email": "super@test.com",
     "password": "SuperPass123!",
 }
+
+
+def pytest_report_header() -> list[str]:
+    shown = TEST_DB_URL.set(database=TEST_DB_URL.database).render_as_string(hide_password=True)
+    lines = [f"test database: {shown}"]
+    if FALLBACK_REASON:
+        lines.append(f"WARNING: {FALLBACK_REASON}")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FALLBACK_REASON:
+        terminalreporter.write_sep("=", "database fallback", yellow=True)
+        terminalreporter.write_line(FALLBACK_REASON, yellow=True)
 
 
 @pytest.fixture(scope="session")

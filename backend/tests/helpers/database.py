@@ -1,14 +1,17 @@
 """Where the integration tests' database lives, and creating or dropping it.
 
-`TEST_DATABASE_URL` picks the server: by default the local Postgres
-(`postgresql+asyncpg://postgres@127.0.0.1:5432/test_db`). Any `sqlite+aiosqlite://` URL runs
-the same suite on the embedded profile, in a temporary file. Under pytest-xdist every worker
-gets its own database (`test_db_gw0`, ...), so parallel runs never share rows.
+`TEST_DATABASE_URL` picks the server. Any `sqlite+aiosqlite://` URL runs the suite on the
+embedded profile, in a temporary file. When it is unset, the local Postgres
+(`postgresql+asyncpg://postgres@127.0.0.1:5432/test_db`) is used if it answers; if not, the
+suite falls back to SQLite and says so in the report header and summary (never silently). An
+explicitly set URL that does not answer fails the integration tests with an explanation.
+Under pytest-xdist every worker gets its own database (`test_db_gw0`, ...).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -17,8 +20,35 @@ from sqlalchemy.engine import URL, make_url
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test_db"
 
 
+FALLBACK_URL = "sqlite+aiosqlite://"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def configured_url() -> tuple[str, str | None]:
+    """The URL to test against and, when it is a fallback, why."""
+    explicit = os.environ.get("TEST_DATABASE_URL")
+    if explicit:
+        return explicit, None
+    default = make_url(DEFAULT_TEST_DATABASE_URL)
+    if _answers(default.host or "127.0.0.1", default.port or 5432):
+        return DEFAULT_TEST_DATABASE_URL, None
+    reason = (
+        f"no Postgres answers at {default.host}:{default.port} and TEST_DATABASE_URL is unset: "
+        "the integration tests run on the embedded SQLite profile instead. Set "
+        "TEST_DATABASE_URL to require a server."
+    )
+    return FALLBACK_URL, reason
+
+
 def database_url_for_tests() -> URL:
-    url = make_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL)
+    url = make_url(configured_url()[0])
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if url.get_backend_name() == "sqlite":
         folder = Path(tempfile.gettempdir()) / f"backend-tests-{os.getpid()}"

@@ -33,7 +33,11 @@ def _env_file() -> str | None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=_env_file(), env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+        env_file=_env_file(),
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `KEY=` in .env means "use the default"
+        extra="ignore",
+        case_sensitive=True,
     )
 
     # --- application -------------------------------------------------------------------------
