@@ -165,3 +165,7 @@ def serve(
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":  # python -m src.interfaces.cli
+    main()

@@ -6,7 +6,6 @@ trailing slash, CSRF cookie. All pure ASGI.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +21,7 @@ from src.infrastructure.security.body_limit import BodySizeLimitMiddleware
 from src.infrastructure.security.headers import SecurityHeadersMiddleware
 from src.infrastructure.security.validator import validate_settings
 from src.interfaces.api.v1 import router as api_v1_router
+from src.interfaces.docs import add_docs
 from src.interfaces.errors import register_error_handlers
 from src.interfaces.health import router as health_router
 from src.interfaces.trailing_slash import TrailingSlashMiddleware
@@ -35,18 +35,19 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     validate_settings(settings)
-    logging.basicConfig(level=logging.INFO)
     docs = settings.docs_enabled
     app = FastAPI(
         title=settings.APP_NAME,
         version=settings.APP_VERSION,
         lifespan=lifespan,
         redirect_slashes=False,  # TrailingSlashMiddleware serves both forms, no 307
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served by add_docs, CSRF-aware
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     register_error_handlers(app)
+    if docs:
+        add_docs(app)
     app.include_router(health_router)
     app.include_router(api_v1_router)
 

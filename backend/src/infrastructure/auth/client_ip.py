@@ -7,6 +7,8 @@ client sent and are ignored: a spoofed header gains nothing.
 
 from __future__ import annotations
 
+import ipaddress
+
 from starlette.requests import Request
 
 from src.infrastructure.config import settings
@@ -19,6 +21,13 @@ def client_ip(request: Request) -> str:
         return peer
     forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
     entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
-    if len(entries) < hops:
-        return entries[0] if entries else peer
-    return entries[-hops]
+    candidate = entries[-hops] if len(entries) >= hops else (entries[0] if entries else peer)
+    return candidate if _is_ip(candidate) else peer
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -1,4 +1,8 @@
-"""Refuse request bodies over `MAX_REQUEST_BODY_BYTES` with 413, before anyone buffers them."""
+"""Refuse request bodies over `MAX_REQUEST_BODY_BYTES` with a JSON 413, before anyone buffers them.
+
+Written here because Starlette's own `RequestBodyLimitMiddleware` answers a declared oversize
+body with plain text, and every error of this API is `{"detail": ...}` JSON.
+"""
 
 from __future__ import annotations
 

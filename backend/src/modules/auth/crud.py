@@ -68,8 +68,10 @@ class DatabaseSessionStore:
         """The live session behind `token` with its user, or None (unknown, expired, deleted)."""
         now = utcnow()
         idle_cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
+        # Core execution on the session's connection: same transaction, no ORM bookkeeping.
+        connection = await db.connection()
         row = (
-            await db.execute(
+            await connection.execute(
                 select(UserSession.id, UserSession.last_seen_at, *USER_COLUMNS)
                 .join(User, User.id == UserSession.user_id)
                 .where(

@@ -47,6 +47,9 @@ class TierService:
 
     async def update(self, *, name: str, payload: TierUpdate, db: AsyncSession) -> dict[str, Any]:
         tier = await self.get_by_name(name=name, db=db)
+        if name == settings.DEFAULT_TIER_NAME and payload.name != name:
+            # New users join the tier named by DEFAULT_TIER_NAME; renaming it would split them.
+            raise ConflictError("The default tier cannot be renamed; change DEFAULT_TIER_NAME")
         if payload.name != name and await crud_tiers.exists(db, name=payload.name):
             raise DuplicateValueError(TIER_EXISTS)
         async with commit_or_conflict(db, TIER_EXISTS):

@@ -132,3 +132,29 @@ async def test_readiness_is_503_when_the_database_is_down(app, monkeypatch):
         await dead.dispose()
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "unavailable"}
+
+
+@pytest.mark.integration
+async def test_docs_page_echoes_the_csrf_cookie_for_try_it_out(client):
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert "requestInterceptor" in page.text
+    assert settings.CSRF_HEADER_NAME in page.text
+    assert (await client.get("/redoc")).status_code == 200
+    assert (await client.get("/openapi.json")).json()["paths"]["/api/v1/auth/login"]
+
+
+@pytest.mark.integration
+async def test_docs_are_off_in_production(monkeypatch):
+    from src.infrastructure.config import Environment
+    from src.interfaces.main import create_app
+
+    strong = "kP3v9sQ2xZ8mN4bT7wY1cR6hJ0fL5gD2aE9uI3oS"
+    monkeypatch.setattr(settings, "ENVIRONMENT", Environment.PRODUCTION)
+    monkeypatch.setattr(settings, "SECRET_KEY", strong)
+    monkeypatch.setattr(settings, "DATABASE_URL", "postgresql+asyncpg://app:Str0ng-pw@db/app")
+    production = create_app()
+    async with AsyncClient(transport=ASGITransport(app=production), base_url="http://t") as ac:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert (await ac.get(path)).status_code == 404
+        assert (await ac.get("/health")).status_code == 200
