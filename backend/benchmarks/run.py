@@ -35,7 +35,9 @@ ENV = {
 
 
 def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args, cwd=BACKEND, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args, cwd=BACKEND, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     for _ in range(100):
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
@@ -48,7 +50,9 @@ def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
 def wrk(url: str, cookie: str, seconds: int, connections: int) -> float:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-H", f"Cookie: session={cookie}", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"errors during the run:\n{out}")
@@ -63,24 +67,43 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"], check=True)
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB}"], check=True)
-    subprocess.run([sys.executable, "-m", "src.interfaces.cli", "migrate", "upgrade"], cwd=BACKEND, env=ENV, check=True)
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"],
+        check=True,
+    )
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB}"], check=True
+    )
+    subprocess.run(
+        [sys.executable, "-m", "src.interfaces.cli", "migrate", "upgrade"],
+        cwd=BACKEND,
+        env=ENV,
+        check=True,
+    )
 
     uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     product = start([*uvicorn, "src.interfaces.main:app", "--port", "8101"], 8101)
     bare = start([*uvicorn, "benchmarks.bare_app:app", "--port", "8102"], 8102)
     try:
         with httpx.Client(base_url="http://127.0.0.1:8101") as client:
-            user = {"name": "Bench", "username": "bench", "email": "bench@example.com", "password": "BenchPass123!"}
+            user = {
+                "name": "Bench",
+                "username": "bench",
+                "email": "bench@example.com",
+                "password": "BenchPass123!",
+            }
             client.post("/api/v1/users", json=user).raise_for_status()
-            client.post("/api/v1/auth/login", json={"username": "bench", "password": user["password"]}).raise_for_status()
+            client.post(
+                "/api/v1/auth/login", json={"username": "bench", "password": user["password"]}
+            ).raise_for_status()
             cookie = client.cookies["session"]
             assert client.get("/api/v1/users/me").status_code == 200
         assert httpx.get("http://127.0.0.1:8102/me", cookies={"session": cookie}).status_code == 200
         wrk("http://127.0.0.1:8101/api/v1/users/me", cookie, 2, options.connections)  # warm up
         wrk("http://127.0.0.1:8102/me", cookie, 2, options.connections)
-        ours = wrk("http://127.0.0.1:8101/api/v1/users/me", cookie, options.seconds, options.connections)
+        ours = wrk(
+            "http://127.0.0.1:8101/api/v1/users/me", cookie, options.seconds, options.connections
+        )
         theirs = wrk("http://127.0.0.1:8102/me", cookie, options.seconds, options.connections)
     finally:
         product.terminate()
