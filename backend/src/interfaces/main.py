@@ -1,7 +1,7 @@
 """The FastAPI application: `src.interfaces.main.app`.
 
-Middleware order (outermost first): request id, body size limit, security headers, CORS,
-trailing slash, CSRF cookie. All pure ASGI.
+Middleware order (outermost first): request id, security headers, CSRF cookie, CORS, body
+size limit, trailing slash. All pure ASGI.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(api_v1_router)
 
-    # add_middleware wraps: the last one added is the outermost.
-    app.add_middleware(CSRFCookieMiddleware)
+    # add_middleware wraps: the last one added is the outermost. Everything a client can
+    # receive (a 413 and CORS preflights included) passes the cookie and header layers.
     app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -63,11 +64,11 @@ def create_app() -> FastAPI:
             allow_headers=["Content-Type", settings.CSRF_HEADER_NAME, "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(CSRFCookieMiddleware)
     app.add_middleware(
         SecurityHeadersMiddleware,
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     app.add_middleware(RequestIdMiddleware)
     return app
 
