@@ -11,10 +11,9 @@ Anonymous requests carry no ambient authority, so they are not checked.
 from __future__ import annotations
 
 import hmac
-from http.cookies import SimpleCookie
 
 from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.infrastructure.auth.cookies import csrf_cookie_header
@@ -25,14 +24,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def _request_cookies(scope: Scope) -> dict[str, str]:
+    # Starlette's parser: the same one `Request.cookies` uses, and far cheaper than SimpleCookie.
     for name, value in scope["headers"]:
         if name == b"cookie":
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(value.decode("latin-1"))
-            except Exception:  # a malformed Cookie header is treated as no cookies
-                return {}
-            return {key: morsel.value for key, morsel in jar.items()}
+            return cookie_parser(value.decode("latin-1"))
     return {}
 
 

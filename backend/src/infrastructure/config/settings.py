@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     DATABASE_MAX_OVERFLOW: int = 10
     DATABASE_POOL_TIMEOUT: float = 10.0
     DATABASE_POOL_RECYCLE: int = 1800
+    # Test each pooled connection before use (one round trip) so a restarted database or a
+    # dropped connection never fails a request.
+    DATABASE_POOL_PRE_PING: bool = True
 
     # --- sessions and cookies ------------------------------------------------------------------
     SESSION_BACKEND: Literal["database"] = "database"

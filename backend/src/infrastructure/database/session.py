@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -34,6 +34,7 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, **overrides)
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "checkin", _sqlite_driver_autocommit)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     options: dict[str, Any] = {
@@ -41,7 +42,7 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
         "max_overflow": settings.DATABASE_MAX_OVERFLOW,
         "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
         "pool_recycle": settings.DATABASE_POOL_RECYCLE,
-        "pool_pre_ping": True,
+        "pool_pre_ping": settings.DATABASE_POOL_PRE_PING,
     }
     options.update(overrides)
     return create_async_engine(url, echo=echo, **options)
@@ -59,7 +60,16 @@ def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+def _sqlite_driver_autocommit(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Returning from an AUTOCOMMIT (read) session resets the driver to its own transaction
+    # handling; put it back under SQLAlchemy's control for the next checkout.
+    if dbapi_connection is not None:
+        dbapi_connection.isolation_level = None
+
+
 def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return  # a read-only request: WAL readers need no transaction
     # IMMEDIATE takes the write lock up front: two concurrent writers queue (busy_timeout)
     # instead of deadlocking on a lock upgrade. SQLite has one writer at a time anyway.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -75,9 +85,26 @@ def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(get_engine(), expire_on_commit=False, autoflush=False)
 
 
-async def async_session() -> AsyncGenerator[AsyncSession, None]:
-    """Yield one session per request; whatever the request did not commit is rolled back."""
-    async with get_sessionmaker()() as session:
+@lru_cache(maxsize=1)
+def get_read_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    """Sessions for safe-method requests: autocommit, so a read costs no BEGIN/ROLLBACK round
+    trips. Each statement still sees a committed snapshot, exactly as under READ COMMITTED."""
+    engine = get_engine().execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def async_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
+    """Yield one session per request; whatever the request did not commit is rolled back.
+
+    GET/HEAD/OPTIONS requests must not write (beyond single-statement bookkeeping such as a
+    session's last-seen time), so they run in autocommit; every other method runs in one
+    transaction that the service commits.
+    """
+    maker = get_read_sessionmaker() if request.method in SAFE_METHODS else get_sessionmaker()
+    async with maker() as session:
         yield session
 
 

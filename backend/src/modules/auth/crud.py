@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.tokens import hash_token, new_token
 from src.infrastructure.config import settings
-from src.infrastructure.database.models import utcnow
+from src.infrastructure.database.models import UTCDateTime, utcnow
 from src.modules.auth.models import UserSession
 from src.modules.user.models import User
 
@@ -29,6 +29,26 @@ USER_COLUMNS = (
     User.is_superuser,
     User.tier_id,
     User.created_at,
+)
+
+
+USER_KEYS = tuple(column.key for column in USER_COLUMNS)
+
+# Built once: the hot path binds values only, so SQLAlchemy reuses the compiled statement.
+_RESOLVE = (
+    select(UserSession.id, UserSession.last_seen_at, *USER_COLUMNS)
+    .join(User, User.id == UserSession.user_id)
+    .where(
+        UserSession.token_hash == bindparam("token_hash"),
+        UserSession.expires_at > bindparam("now", type_=UTCDateTime()),
+        UserSession.last_seen_at > bindparam("idle_cutoff", type_=UTCDateTime()),
+        User.is_deleted.is_(False),
+    )
+)
+_TOUCH = (
+    update(UserSession)
+    .where(UserSession.id == bindparam("session_id"))
+    .values(last_seen_at=bindparam("now", type_=UTCDateTime()))
 )
 
 
@@ -70,28 +90,19 @@ class DatabaseSessionStore:
         idle_cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
         # Core execution on the session's connection: same transaction, no ORM bookkeeping.
         connection = await db.connection()
-        row = (
-            await connection.execute(
-                select(UserSession.id, UserSession.last_seen_at, *USER_COLUMNS)
-                .join(User, User.id == UserSession.user_id)
-                .where(
-                    UserSession.token_hash == hash_token(token),
-                    UserSession.expires_at > now,
-                    UserSession.last_seen_at > idle_cutoff,
-                    User.is_deleted.is_(False),
-                )
-            )
-        ).first()
+        result = await connection.execute(
+            _RESOLVE, {"token_hash": hash_token(token), "now": now, "idle_cutoff": idle_cutoff}
+        )
+        row = result.first()
         if row is None:
             return None
         session_id, last_seen_at, *values = row
         if now - last_seen_at > timedelta(seconds=settings.SESSION_TOUCH_INTERVAL_SECONDS):
-            await db.execute(
-                update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now)
-            )
+            await connection.execute(_TOUCH, {"session_id": session_id, "now": now})
             await db.commit()
-        user = dict(zip((column.key for column in USER_COLUMNS), values, strict=True))
-        return SessionContext(session_id=session_id, token=token, user=user)
+        return SessionContext(
+            session_id=session_id, token=token, user=dict(zip(USER_KEYS, values, strict=True))
+        )
 
     async def list_for_user(self, db: AsyncSession, *, user_id: int) -> list[dict[str, Any]]:
         now = utcnow()

@@ -18,6 +18,7 @@ from src.modules.common.exceptions import CSRFError, ForbiddenError, NotAuthenti
 
 
 async def optional_session(request: Request, db: DBSession) -> SessionContext | None:
+    """The caller's live session, or None for anonymous callers (and dead session cookies)."""
     token = request.cookies.get(settings.SESSION_COOKIE_NAME)
     if not token:
         return None
@@ -27,23 +28,23 @@ async def optional_session(request: Request, db: DBSession) -> SessionContext | 
     return context
 
 
-async def current_session(
-    context: Annotated[SessionContext | None, Depends(optional_session)],
-) -> SessionContext:
+# Each dependency below takes (request, db) directly instead of chaining Depends(): a flat
+# dependency tree is measurably cheaper on the hot path of every authenticated request.
+
+
+async def current_session(request: Request, db: DBSession) -> SessionContext:
+    context = await optional_session(request, db)
     if context is None:
         raise NotAuthenticatedError("Not authenticated: log in first (or the session expired)")
     return context
 
 
-async def current_user(
-    context: Annotated[SessionContext, Depends(current_session)],
-) -> dict[str, Any]:
-    return context.user
+async def current_user(request: Request, db: DBSession) -> dict[str, Any]:
+    return (await current_session(request, db)).user
 
 
-async def current_superuser(
-    user: Annotated[dict[str, Any], Depends(current_user)],
-) -> dict[str, Any]:
+async def current_superuser(request: Request, db: DBSession) -> dict[str, Any]:
+    user = await current_user(request, db)
     if not user["is_superuser"]:
         raise ForbiddenError("This action needs a superuser")
     return user
