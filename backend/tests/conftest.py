@@ -15,19 +15,35 @@ import pytest
 import pytest_asyncio
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.helpers.database import (
     configured_url,
     database_url_for_tests,
     drop_database,
+    is_sqlite,
     recreate_database,
     unreachable_message,
 )
+from tests.helpers.redis import flush, redis_url_for_tests
+from tests.helpers.redis import unreachable_message as redis_unreachable
 
 FALLBACK_REASON = configured_url()[1]
 TEST_DB_URL = database_url_for_tests()
 os.environ["DATABASE_URL"] = TEST_DB_URL.render_as_string(hide_password=False)
+TEST_REDIS_URL = redis_url_for_tests()
+os.environ["REDIS_URL"] = TEST_REDIS_URL
+# The production profile (Postgres) keeps the shared state in Redis, as production does; the
+# embedded profile (SQLite) keeps it in memory. Same suite, both profiles.
+PRODUCTION_PROFILE = not is_sqlite(TEST_DB_URL)
+if PRODUCTION_PROFILE:
+    os.environ.setdefault("CACHE_BACKEND", "redis")
+    os.environ.setdefault("RATE_LIMIT_STORAGE", "redis")
+    _redis = make_url(TEST_REDIS_URL.replace("redis://", "postgresql://", 1))
+    os.environ.setdefault("CACHE_REDIS_HOST", _redis.host or "127.0.0.1")
+    os.environ.setdefault("CACHE_REDIS_PORT", str(_redis.port or 6379))
+    os.environ.setdefault("CACHE_REDIS_DB", _redis.database or "0")
 
 from src.infrastructure.database.models import Base
 from src.infrastructure.database.session import (
@@ -51,7 +67,8 @@ SUPERUSER = {
 
 def pytest_report_header() -> list[str]:
     shown = TEST_DB_URL.set(database=TEST_DB_URL.database).render_as_string(hide_password=True)
-    lines = [f"test database: {shown}"]
+    profile = "production (Postgres + Redis)" if PRODUCTION_PROFILE else "embedded (SQLite)"
+    lines = [f"test profile: {profile}; database: {shown}; redis: {TEST_REDIS_URL}"]
     if FALLBACK_REASON:
         lines.append(f"WARNING: {FALLBACK_REASON}")
     return lines
@@ -64,7 +81,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def app() -> Any:
+def app(request: pytest.FixtureRequest) -> Any:
+    if PRODUCTION_PROFILE:
+        request.getfixturevalue("redis_url")  # the app's shared state lives there
     return fastapi_app
 
 
@@ -83,6 +102,23 @@ async def db_engine() -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
     await dispose_engine()
     await drop_database(TEST_DB_URL)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis_url() -> str:
+    """The worker's Redis database, emptied at the start. Fails loudly when Redis is down."""
+    try:
+        await flush(TEST_REDIS_URL)
+    except Exception as error:  # refused, timeout, auth: all mean "not reachable"
+        pytest.fail(redis_unreachable(TEST_REDIS_URL, error), pytrace=False)
+    return TEST_REDIS_URL
+
+
+@pytest_asyncio.fixture
+async def clean_redis(redis_url: str) -> AsyncIterator[str]:
+    """`redis_url`, emptied again after the test."""
+    yield redis_url
+    await flush(redis_url)
 
 
 @pytest_asyncio.fixture

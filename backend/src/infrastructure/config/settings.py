@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     DATABASE_POOL_PRE_PING: bool = True
 
     # --- sessions and cookies ------------------------------------------------------------------
-    SESSION_BACKEND: Literal["database"] = "database"
+    # database: the user_sessions table; redis: REDIS_URL (shared, survives restarts);
+    # memory: this process only (tests, single-process demos).
+    SESSION_BACKEND: Literal["database", "redis", "memory"] = "database"
     SESSION_COOKIE_NAME: str = "session"
     SESSION_IDLE_TIMEOUT_SECONDS: int = 2 * 60 * 60
     SESSION_ABSOLUTE_TIMEOUT_SECONDS: int = 7 * 24 * 60 * 60
@@ -91,14 +93,56 @@ class Settings(BaseSettings):
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     CORS_ALLOW_CREDENTIALS: bool = True
 
-    # --- Redis (cache, sessions and rate limits in the production profile) ----------------------
+    # --- Redis (sessions, rate limits, tasks in the production profile) ------------------------
+    # e.g. redis://:password@redis-host:6379/0. Required by every setting below set to redis.
     REDIS_URL: str | None = None
+
+    # --- cache (@cache) ----------------------------------------------------------------------
     CACHE_ENABLED: bool = True
     CACHE_BACKEND: Literal["memory", "redis"] = "memory"
     CACHE_REDIS_HOST: str = "127.0.0.1"
     CACHE_REDIS_PORT: int = 6379
     CACHE_REDIS_DB: int = 0
     CACHE_REDIS_PASSWORD: str | None = Field(default=None, repr=False)
+    CACHE_DEFAULT_TTL_SECONDS: int = 60
+    CACHE_KEY_PREFIX: str = "cache:"
+
+    # --- background tasks (Taskiq) -----------------------------------------------------------
+    # memory: run in-process (embedded profile, tests); redis: REDIS_URL; rabbitmq: RABBITMQ_URL.
+    TASKIQ_BROKER: Literal["memory", "redis", "rabbitmq"] = "memory"
+    RABBITMQ_URL: str = "amqp://guest:guest@127.0.0.1:5672/"
+    TASKIQ_QUEUE_NAME: str = "backend-tasks"
+    TASKIQ_MAX_RETRIES: int = 3
+    TASKIQ_RETRY_DELAY_SECONDS: float = 1.0
+
+    # --- email -------------------------------------------------------------------------------
+    # console: log the message (development); smtp: send through SMTP_*.
+    EMAIL_BACKEND: Literal["console", "smtp"] = "console"
+    EMAIL_FROM: str = "no-reply@example.com"
+    SMTP_HOST: str = "127.0.0.1"
+    SMTP_PORT: int = 587
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = Field(default=None, repr=False)
+    SMTP_STARTTLS: bool = True
+    SMTP_TIMEOUT_SECONDS: float = 10.0
+
+    # --- rate limits -------------------------------------------------------------------------
+    RATE_LIMIT_ENABLED: bool = True
+    # memory: this process; redis: REDIS_URL, shared by every worker and host.
+    RATE_LIMIT_STORAGE: Literal["memory", "redis"] = "memory"
+    # Applied where no tier/route rule matches, in `limits` notation ("100/minute").
+    RATE_LIMIT_DEFAULT: str = "120/minute"
+    RATE_LIMIT_ANONYMOUS: str = "60/minute"
+
+    # --- logging and metrics -----------------------------------------------------------------
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # None = human-readable in local, JSON everywhere else.
+    LOG_JSON: bool | None = None
+    METRICS_ENABLED: bool = True
+    # When set, /metrics needs `Authorization: Bearer <token>`; production requires it or
+    # METRICS_PORT (a separate listener that is not exposed publicly).
+    METRICS_TOKEN: str | None = Field(default=None, repr=False)
+    METRICS_PORT: int | None = None
 
     # --- data ----------------------------------------------------------------------------------
     DEFAULT_TIER_NAME: str = "free"
