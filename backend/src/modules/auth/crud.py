@@ -161,6 +161,3 @@ class DatabaseSessionStore:
         await db.execute(
             delete(UserSession).where(UserSession.user_id == user_id, UserSession.id.not_in(keep))
         )
-
-
-session_store = DatabaseSessionStore()

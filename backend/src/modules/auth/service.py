@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.auth.passwords import verify_password
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
-from src.modules.auth.crud import USER_COLUMNS, session_store
+from src.modules.auth.crud import USER_COLUMNS
+from src.modules.auth.store import get_session_store
 from src.modules.common.exceptions import NotAuthenticatedError, ResourceNotFoundError
 from src.modules.user.crud import crud_users
 
@@ -52,8 +53,8 @@ class AuthService:
         if new_hash is not None:  # hash parameters changed since this password was set
             await crud_users.update(db, {"hashed_password": new_hash}, id=row["id"], commit=False)
         if previous_token:
-            await session_store.delete_by_token(db, previous_token)
-        token = await session_store.create(
+            await get_session_store().delete_by_token(db, previous_token)
+        token = await get_session_store().create(
             db, user_id=row["id"], ip_address=ip_address, user_agent=user_agent
         )
         await db.commit()
@@ -65,21 +66,21 @@ class AuthService:
 
     async def logout(self, *, token: str | None, db: AsyncSession) -> None:
         if token:
-            await session_store.delete_by_token(db, token)
+            await get_session_store().delete_by_token(db, token)
             await db.commit()
 
     async def logout_all(self, *, user_id: int, db: AsyncSession) -> None:
-        await session_store.delete_for_user(db, user_id=user_id)
+        await get_session_store().delete_for_user(db, user_id=user_id)
         await db.commit()
 
     async def list_sessions(
         self, *, user_id: int, current_session_id: str, db: AsyncSession
     ) -> list[dict[str, Any]]:
-        sessions = await session_store.list_for_user(db, user_id=user_id)
+        sessions = await get_session_store().list_for_user(db, user_id=user_id)
         return [session | {"current": session["id"] == current_session_id} for session in sessions]
 
     async def revoke_session(self, *, session_id: str, user_id: int, db: AsyncSession) -> None:
         """End one of the caller's sessions; someone else's session is simply not found."""
-        if not await session_store.delete_by_id(db, session_id=session_id, user_id=user_id):
+        if not await get_session_store().delete_by_id(db, session_id=session_id, user_id=user_id):
             raise ResourceNotFoundError("Session not found")
         await db.commit()
