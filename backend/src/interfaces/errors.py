@@ -28,7 +28,7 @@ def _request_id_headers(request: Request) -> dict[str, str]:
 
 async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    headers = {}
+    headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})  # e.g. X-RateLimit-*
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)

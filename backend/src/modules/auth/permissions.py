@@ -13,17 +13,34 @@ from fastapi import Depends, Request
 from src.infrastructure.auth.csrf import check_csrf
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
-from src.modules.auth.crud import SessionContext, session_store
+from src.modules.auth.crud import SessionContext
+from src.modules.auth.store import get_session_store
 from src.modules.common.exceptions import CSRFError, ForbiddenError, NotAuthenticatedError
+
+_RESOLVED = "src.auth.session"  # request.scope key: the session resolved for this request
+
+
+async def resolve_session(request: Request, db: DBSession) -> SessionContext | None:
+    """Who is calling, looked up at most once per request, with no CSRF check.
+
+    For code that only needs to know the caller, such as the rate limiter, which runs before
+    the route's own dependencies; routes use `optional_session` and the aliases below.
+    """
+    token = request.cookies.get(settings.SESSION_COOKIE_NAME)
+    if not token:
+        return None
+    if _RESOLVED in request.scope:
+        resolved: SessionContext | None = request.scope[_RESOLVED]
+        return resolved
+    context = await get_session_store().resolve(db, token)
+    request.scope[_RESOLVED] = context
+    return context
 
 
 async def optional_session(request: Request, db: DBSession) -> SessionContext | None:
     """The caller's live session, or None for anonymous callers (and dead session cookies)."""
-    token = request.cookies.get(settings.SESSION_COOKIE_NAME)
-    if not token:
-        return None
-    context = await session_store.resolve(db, token)
-    if context is not None and not check_csrf(request, token):
+    context = await resolve_session(request, db)
+    if context is not None and not check_csrf(request, context.token):
         raise CSRFError()
     return context
 

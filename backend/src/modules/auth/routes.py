@@ -20,6 +20,7 @@ from src.modules.auth.permissions import CurrentSession, OptionalSession
 from src.modules.auth.schemas import LoginRequest, LoginResponse, Principal, SessionRead
 from src.modules.auth.service import AuthService
 from src.modules.common.exceptions import DomainError, ForbiddenError
+from src.modules.rate_limit.dependencies import throttle_logins
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -54,6 +55,8 @@ _login_body = LoginRequest.model_json_schema()
 @router.post(
     "/login",
     response_model=LoginResponse,
+    # 429 while the account or the client IP has failed too often (counted after the route).
+    dependencies=[Depends(throttle_logins(login_credentials), scope="function")],
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -25,7 +25,7 @@ from tests.helpers.database import (
 )
 
 BACKEND_DIR = Path(__file__).resolve().parents[3]
-APP_TABLES = {"tiers", "users", "user_sessions"}
+APP_TABLES = {"tiers", "users", "user_sessions", "rate_limits"}
 
 
 @pytest.fixture

@@ -1,0 +1,192 @@
+"""Atomic rate-limit counters in process memory or Redis, through the `limits` library.
+
+Strategy: the sliding window counter (`limits.aio.strategies.SlidingWindowCounterRateLimiter`).
+
+- Against a fixed window it removes the boundary burst: a fixed "100/minute" window lets a
+  client send 100 requests at 00:59 and 100 more at 01:00; the sliding counter weights the
+  previous window by how much of it still overlaps the last period, so it does not.
+- Against the moving window (one timestamp per request, exact) it costs O(1) per key (two
+  counters instead of a list as long as the limit) and one short Lua script per hit in Redis,
+  whatever the limit; the price is an approximation that assumes the previous window's hits
+  were spread evenly.
+- In Redis, every check-and-increment is one Lua script, so concurrent workers and hosts never
+  over-admit; windows are timed by Redis TTLs, so the app servers' clocks do not matter.
+
+Storages: `memory` counts in this process only (the embedded profile, one worker; its expiry
+sweep walks every key, so it is not meant for a public server with many clients); `redis`
+(`REDIS_URL`) is shared by every worker and host. Each check is two short round trips (count,
+then read the window for the headers).
+
+Storage failures fail open: a request is served (and a warning logged, at most once a minute)
+when Redis does not answer, because an outage of the limiter must not become an outage of the
+API. `/health/ready` is the place that reports a Redis that is down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from src.infrastructure.config import settings
+
+logger = logging.getLogger("src.ratelimit")
+
+KEY_PREFIX = "ratelimit"
+# A Redis that does not answer within this time counts as down (the request is then served).
+REDIS_TIMEOUT_SECONDS = 1.0
+_WARN_EVERY_SECONDS = 60.0
+
+
+@lru_cache(maxsize=64)
+def parse_limits(value: str) -> tuple[RateLimitItem, ...]:
+    """Limits in `limits` notation: "100/minute", "10 per 5 seconds", "5/minute;20/hour".
+
+    Raises ValueError naming the value when it does not parse or a limit allows nothing.
+    """
+    try:
+        items = tuple(parse_many(value))
+    except ValueError:
+        raise ValueError(
+            f"invalid rate limit {value!r}: expected e.g. '100/minute' or '5/minute;20/hour'"
+        ) from None
+    if not items or any(item.amount < 1 for item in items):
+        raise ValueError(f"invalid rate limit {value!r}: every limit must allow 1 or more")
+    return items
+
+
+def parse_limit(value: str) -> RateLimitItem:
+    """Exactly one limit in `limits` notation ("100/minute"); ValueError otherwise."""
+    items = parse_limits(value)
+    if len(items) != 1:
+        raise ValueError(f"invalid rate limit {value!r}: give exactly one limit")
+    return items[0]
+
+
+def limit_per_period(amount: int, period_seconds: int) -> RateLimitItem:
+    """`amount` requests per `period_seconds` seconds."""
+    return RateLimitItemPerSecond(amount, period_seconds)
+
+
+def ip_bucket(address: str) -> str:
+    """The key for a client address: IPv4 as is, IPv6 by its /64 network.
+
+    One IPv6 subscriber usually holds a whole /64, so keying by single addresses would let a
+    client rotate through billions of keys.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """The outcome of one check: allowed or not, and the numbers for the response headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: float  # Unix time at which at least one more request is allowed
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds to wait (at least 1), for `Retry-After`."""
+        return max(1, math.ceil(self.reset_at - time.time()))
+
+    def headers(self) -> dict[str, str]:
+        """`X-RateLimit-Limit`, `-Remaining` and `-Reset` (Unix seconds, as GitHub sends it)."""
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.remaining)),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+        }
+
+
+class RateLimiter:
+    """Counters keyed by (limit, identifiers...) on one storage."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.strategy = SlidingWindowCounterRateLimiter(storage)
+        self._last_warning = 0.0
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> LimitStatus | None:
+        """Count one request against `item`; None when the storage is down (fail open)."""
+        try:
+            allowed = await self.strategy.hit(item, *identifiers)
+            stats = await self.strategy.get_window_stats(item, *identifiers)
+        except Exception as error:  # any storage failure: serve the request, say so in the log
+            self._warn(error)
+            return None
+        return LimitStatus(allowed, item.amount, stats.remaining, stats.reset_time)
+
+    async def wait_time(self, item: RateLimitItem, *identifiers: str) -> float:
+        """Seconds until one more hit on `item` would be allowed, without counting one: 0.0
+        when it would be allowed now (or when the storage is down)."""
+        try:
+            if await self.strategy.test(item, *identifiers):
+                return 0.0
+            stats = await self.strategy.get_window_stats(item, *identifiers)
+        except Exception as error:
+            self._warn(error)
+            return 0.0
+        return max(stats.reset_time - time.time(), 0.001)
+
+    async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+        try:
+            await self.strategy.clear(item, *identifiers)
+        except Exception as error:
+            self._warn(error)
+
+    async def reset(self) -> None:
+        """Forget every counter of this limiter (tests, operators)."""
+        await self.storage.reset()
+
+    def _warn(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY_SECONDS:
+            self._last_warning = now
+            logger.warning(
+                "rate-limit storage unavailable, serving requests unlimited: %s: %s",
+                type(error).__name__,
+                error,
+            )
+
+
+def build_storage(kind: str, redis_url: str | None) -> Storage:
+    """Memory (this process) or Redis at `redis_url` (shared by every worker and host)."""
+    if kind == "memory":
+        return MemoryStorage()
+    if kind == "redis":
+        if not redis_url:
+            raise ValueError("RATE_LIMIT_STORAGE=redis needs REDIS_URL")
+        scheme, sep, rest = redis_url.partition("://")
+        if not sep or not scheme.startswith(("redis", "rediss")):
+            raise ValueError("REDIS_URL must be a redis:// or rediss:// URL")
+        return RedisStorage(
+            f"async+{scheme}://{rest}",
+            implementation="redispy",
+            key_prefix=KEY_PREFIX,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+    raise ValueError(f"unknown rate-limit storage {kind!r}")
+
+
+@lru_cache(maxsize=1)
+def get_rate_limiter() -> RateLimiter:
+    """The process's limiter, built on first use from `RATE_LIMIT_STORAGE` and `REDIS_URL`."""
+    return RateLimiter(build_storage(settings.RATE_LIMIT_STORAGE, settings.REDIS_URL))
