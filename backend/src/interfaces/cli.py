@@ -1,4 +1,4 @@
-"""The `app` command: serve, migrate, create-superuser, seed, check-config.
+"""The `app` command: serve, worker, scheduler, migrate, create-superuser, seed, check-config.
 
 Installed as a `[project.scripts]` entry, so `uv run app --help` works from `backend/`.
 """
@@ -158,9 +158,76 @@ def serve(
         port=port,
         workers=None if reload else workers,
         reload=reload,
-        proxy_headers=False,
+        proxy_headers=False,  # client IPs come from TRUSTED_PROXY_HOPS, not from uvicorn
         server_header=False,
+        log_config=None,  # the app configures structured logging itself
+        access_log=False,  # one access line per request comes from the app, with its route
     )
+
+
+def _task_modules(extra: list[str] | None) -> list[str]:
+    from src.infrastructure.taskiq.runner import find_task_modules
+
+    return [*find_task_modules("src.modules"), *(extra or [])]
+
+
+@cli.command()
+def worker(
+    modules: Annotated[
+        list[str] | None,
+        typer.Argument(help="Task modules to load besides every src/modules/*/tasks.py"),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes")] = 2,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Tasks each process runs at the same time "
+            "[default: its database pool, DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW]"
+        ),
+    ] = None,
+    prefetch: Annotated[int, typer.Option(help="Messages taken beyond --concurrency")] = 0,
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="Seconds to let running tasks finish on SIGTERM")
+    ] = 30.0,
+) -> None:
+    """Run background tasks from the broker TASKIQ_BROKER names (redis or rabbitmq)."""
+    from src.infrastructure.taskiq.runner import run_worker
+
+    if settings.TASKIQ_BROKER == "memory":
+        typer.echo(
+            "TASKIQ_BROKER=memory runs tasks inside the process that sends them (the API); "
+            "there is nothing for a worker to do. Set TASKIQ_BROKER=redis or rabbitmq.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    status = run_worker(
+        _task_modules(modules),
+        workers=workers,
+        max_async_tasks=concurrency or settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
+        max_prefetch=prefetch,
+        shutdown_timeout=shutdown_timeout,
+    )
+    raise typer.Exit(code=status)
+
+
+@cli.command()
+def scheduler(
+    modules: Annotated[
+        list[str] | None,
+        typer.Argument(help="Task modules to load besides every src/modules/*/tasks.py"),
+    ] = None,
+    skip_first_run: Annotated[
+        bool, typer.Option(help="Skip the cron tasks due in the current minute")
+    ] = False,
+) -> None:
+    """Send the tasks that carry a `schedule` label when they are due (run exactly one)."""
+    from src.infrastructure.taskiq.runner import run_scheduler
+
+    if settings.TASKIQ_BROKER == "memory":
+        typer.echo(
+            "TASKIQ_BROKER=memory: scheduled tasks run inside this scheduler process.", err=True
+        )
+    run_scheduler(_task_modules(modules), skip_first_run=skip_first_run)
 
 
 def main() -> None:

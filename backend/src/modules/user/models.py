@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,3 +21,5 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
     tier_id: Mapped[int | None] = mapped_column(
         ForeignKey("tiers.id", ondelete="RESTRICT"), default=None, index=True
     )
+    # Set by the welcome-email task once the email is out, so a redelivered task sends nothing.
+    welcome_email_sent_at: Mapped[datetime | None] = mapped_column(default=None)
