@@ -6,22 +6,25 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
 from src.modules.auth.permissions import SuperUser
 from src.modules.common.schemas import Page, Pagination
 from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
-from src.modules.tier.service import TierService
+from src.modules.tier.service import TIERS_CACHE_TAG, TierService
 
 router = APIRouter(prefix="/tiers", tags=["tiers"])
 
 
 @router.get("", response_model=Page[TierRead])
+@cache("tiers:{pagination.page}:{pagination.items_per_page}", tags=[TIERS_CACHE_TAG])
 async def list_tiers(pagination: Pagination, db: DBSession) -> dict[str, Any]:
     """All tiers, paginated."""
     return await TierService().list(params=pagination, db=db)
 
 
 @router.get("/{name}", response_model=TierRead)
+@cache("tier:{name}", tags=[TIERS_CACHE_TAG])
 async def read_tier(name: str, db: DBSession) -> dict[str, Any]:
     """One tier by name."""
     return await TierService().get_by_name(name=name, db=db)

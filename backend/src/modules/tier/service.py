@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.infrastructure.cache import invalidate
 from src.infrastructure.config import settings
 from src.modules.common.exceptions import (
     ConflictError,
@@ -19,6 +20,8 @@ from src.modules.tier.crud import crud_tiers
 from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
 
 TIER_EXISTS = "A tier with this name already exists"
+TIERS_CACHE_TAG = "tiers"
+"""Tags every cached tier read (`GET /tiers`, `GET /tiers/{name}`); tier writes drop them all."""
 
 
 class TierService:
@@ -43,6 +46,7 @@ class TierService:
             raise DuplicateValueError(TIER_EXISTS)
         async with commit_or_conflict(db, TIER_EXISTS):
             await crud_tiers.create(db, payload, commit=False)
+        await invalidate(TIERS_CACHE_TAG)
         return await self.get_by_name(name=payload.name, db=db)
 
     async def update(self, *, name: str, payload: TierUpdate, db: AsyncSession) -> dict[str, Any]:
@@ -54,6 +58,7 @@ class TierService:
             raise DuplicateValueError(TIER_EXISTS)
         async with commit_or_conflict(db, TIER_EXISTS):
             await crud_tiers.update(db, {"name": payload.name}, id=tier["id"], commit=False)
+        await invalidate(TIERS_CACHE_TAG)
         return await self.get_by_name(name=payload.name, db=db)
 
     async def delete(self, *, name: str, db: AsyncSession) -> None:
@@ -65,6 +70,7 @@ class TierService:
             db, f"Tier {name!r} is still assigned to users", ConflictError
         ):
             await crud_tiers.db_delete(db, id=tier["id"], commit=False)
+        await invalidate(TIERS_CACHE_TAG)
 
     async def ensure_default(self, *, db: AsyncSession) -> int:
         """The default tier's id, creating the tier on first use (safe under concurrency)."""
@@ -77,6 +83,10 @@ class TierService:
                 await crud_tiers.create(db, TierCreate(name=name), commit=False)
         except IntegrityError:
             pass  # another request created it first
+        else:
+            # Before the caller's commit, unlike every other write: this happens once per
+            # database (`app seed` / `app serve` create the tier before serving).
+            await invalidate(TIERS_CACHE_TAG)
         tier = await crud_tiers.get(db, name=name)
         if tier is None:  # pragma: no cover - only if the row vanished between the two reads
             raise ResourceNotFoundError(f"Default tier {name!r} could not be created")

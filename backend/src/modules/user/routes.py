@@ -6,19 +6,26 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
+from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
 from src.modules.auth.permissions import CurrentSession, CurrentUser, SuperUser
 from src.modules.common.schemas import Page, Pagination
 from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
-from src.modules.user.service import UserService
+from src.modules.user.service import UserService, profile_cache_key
+from src.modules.user.tasks import send_welcome_email
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
-async def sign_up(payload: UserCreate, db: DBSession) -> dict[str, Any]:
-    """Create an account on the default tier. 409 when the email or username is taken."""
-    return await UserService().create(payload=payload, db=db)
+async def sign_up(payload: UserCreate, db: DBSession, tasks: TaskBroker) -> dict[str, Any]:
+    """Create an account on the default tier. 409 when the email or username is taken.
+    The welcome email goes out in the background."""
+    user = await UserService().create(payload=payload, db=db)
+    # After the commit, so the task finds the user; a broker error never fails the sign-up.
+    await enqueue(send_welcome_email, user["id"], broker=tasks)
+    return user
 
 
 @router.get("", response_model=Page[UserRead])
@@ -34,9 +41,11 @@ async def read_me(user: CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/{username}", response_model=UserPublic)
+@cache(profile_cache_key)
 async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
-    """Anyone's public profile."""
-    return await UserService().get_by_username(username=username, db=db)
+    """Anyone's public profile (cached; every write to the user drops it)."""
+    user = await UserService().get_by_username(username=username, db=db)
+    return UserPublic.model_validate(user).model_dump()  # only public fields reach the cache
 
 
 @router.patch("/{username}", response_model=UserRead)

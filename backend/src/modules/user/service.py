@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import hash_password, verify_password
+from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
-from src.modules.auth.crud import session_store
+from src.modules.auth.store import get_session_store
 from src.modules.common.exceptions import (
     BadRequestError,
     DuplicateValueError,
@@ -33,6 +34,11 @@ from src.modules.user.schemas import (
 
 EMAIL_TAKEN = "This email is already registered"
 USERNAME_TAKEN = "This username is already taken"
+
+
+def profile_cache_key(username: str) -> str:
+    """The cache key of a public profile: `GET /users/{username}` caches it, writes drop it."""
+    return f"user:{username.lower()}"
 
 
 class UserService:
@@ -106,9 +112,11 @@ class UserService:
             return user
         async with commit_or_conflict(db, _which_is_taken):
             await crud_users.update(db, changes, id=user["id"], commit=False)
+        new_username = changes.get("username", user["username"])
+        await invalidate(profile_cache_key(user["username"]), profile_cache_key(new_username))
         if "hashed_password" in changes:
             keep = keep_session_id if actor["id"] == user["id"] else None
-            await session_store.delete_for_user(db, user_id=user["id"], keep_session_id=keep)
+            await get_session_store().delete_for_user(db, user_id=user["id"], keep_session_id=keep)
             await db.commit()
         return await self.get_by_id(user_id=user["id"], db=db)
 
@@ -118,8 +126,9 @@ class UserService:
         await crud_users.update(
             db, {"is_deleted": True, "deleted_at": utcnow()}, id=user["id"], commit=False
         )
-        await session_store.delete_for_user(db, user_id=user["id"])
+        await get_session_store().delete_for_user(db, user_id=user["id"])
         await db.commit()
+        await invalidate(profile_cache_key(user["username"]))
 
     async def assign_tier(
         self, *, username: str, payload: UserTierUpdate, db: AsyncSession
@@ -128,12 +137,13 @@ class UserService:
         tier = await TierService().get_by_name(name=payload.tier_name, db=db)
         await crud_users.update(db, {"tier_id": tier["id"]}, id=user["id"], commit=False)
         await db.commit()
+        await invalidate(profile_cache_key(user["username"]))
         return await self.get_by_id(user_id=user["id"], db=db)
 
     async def set_superuser(self, *, user_id: int, value: bool, db: AsyncSession) -> None:
         """Grant or revoke superuser; the user's sessions end so no stale privilege survives."""
         await crud_users.update(db, {"is_superuser": value}, id=user_id, commit=False)
-        await session_store.delete_for_user(db, user_id=user_id)
+        await get_session_store().delete_for_user(db, user_id=user_id)
         await db.commit()
 
     # --- helpers ---------------------------------------------------------------------------

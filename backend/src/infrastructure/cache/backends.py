@@ -1,0 +1,128 @@
+"""Where cached values live: cashews' in-memory LRU or Redis backend, behind a small typed store.
+
+cashews (a maintained async cache library) supplies the storage layer: an LRU dictionary with
+per-key expiry for the memory profile, a pooled Redis client with socket timeouts, atomic
+lock acquisition and compare-and-delete release (a Lua script), and one async interface for
+both, so everything above this module runs the same code on both profiles.
+
+What is configured or written here rather than taken as is, and why:
+- Values are bytes we serialise ourselves (JSON, see `manager.py`) and the backends use
+  cashews' null pickler. cashews' default serializer *unpickles* what it reads from Redis,
+  so anyone able to write to Redis could run code in the app; JSON cannot. (In Redis an
+  entry reads `bytes:{"s": [...], "d": ...}`: `bytes:` is cashews' marker for raw bytes.)
+- cashews' Memory backend stores the object itself (a shallow copy); storing bytes gives
+  every caller a fresh value, exactly as Redis does, so the profiles cannot drift apart.
+- Errors are not suppressed (`suppress=False`): cashews' safe mode logs a traceback at error
+  level for every failed command. `manager.py` decides instead: one warning, then fail open.
+- Short socket timeouts and one reconnect attempt, so a dead Redis costs milliseconds, and
+  a Redis restart (stale pooled connections) costs nothing.
+- `close()` uses redis-py's `aclose()`: cashews still calls the deprecated `close()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cashews.backends.interface import Backend
+from cashews.backends.memory import Memory
+from cashews.backends.redis import Redis
+from cashews.picklers import PicklerType
+from cashews.serialize import get_serializer
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from src.infrastructure.config import Settings
+
+MEMORY_MAX_ENTRIES = 10_000
+"""LRU bound of the in-process store (entries, not bytes)."""
+REDIS_SOCKET_TIMEOUT_SECONDS = 0.25
+REDIS_POOL_WAIT_SECONDS = 1.0
+REDIS_MAX_CONNECTIONS = 50
+
+Fingerprint = tuple[str, str, int, int, str | None]
+
+
+def fingerprint(settings: Settings) -> Fingerprint:
+    """The settings a store is built from; when they change, the store is rebuilt."""
+    return (
+        settings.CACHE_BACKEND,
+        settings.CACHE_REDIS_HOST,
+        settings.CACHE_REDIS_PORT,
+        settings.CACHE_REDIS_DB,
+        settings.CACHE_REDIS_PASSWORD,
+    )
+
+
+class CacheStore:
+    """The handful of operations the cache needs, on either backend.
+
+    Values are bytes (cache entries) or ints (version and lock tokens); a missing key reads
+    as None. Every method may raise whatever the backend raises; callers fail open.
+    """
+
+    def __init__(self, backend: Backend, *, shared: bool, description: str) -> None:
+        self._backend = backend
+        self.shared = shared
+        """True when other processes see the same data (Redis): cross-process locks matter."""
+        self.description = description
+
+    async def open(self) -> None:
+        await self._backend.init()  # type: ignore[no-untyped-call]  # cashews leaves it untyped
+
+    async def get_many(self, keys: Sequence[str]) -> tuple[Any, ...]:
+        return tuple(await self._backend.get_many(*keys))
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._backend.set(key, value, expire=ttl)
+
+    async def set_many(self, values: Mapping[str, int], ttl: float) -> None:
+        await self._backend.set_many(values, expire=ttl)
+
+    async def try_lock(self, key: str, token: int, ttl: float) -> bool:
+        return await self._backend.set_lock(key, token, expire=ttl)
+
+    async def unlock(self, key: str, token: int) -> None:
+        await self._backend.unlock(key, token)
+
+    async def clear(self, prefix: str) -> None:
+        """Delete every key under `prefix` (the memory store holds nothing else)."""
+        if not self.shared:
+            await self._backend.clear()
+            return
+        await self._backend.delete_match(_glob_escape(prefix) + "*")
+
+    async def close(self) -> None:
+        client = getattr(self._backend, "_client", None)
+        if client is not None:  # Redis: close the pool, without cashews' deprecated close()
+            await client.aclose(close_connection_pool=True)
+        else:
+            await self._backend.close()  # type: ignore[no-untyped-call]
+
+
+def build_store(settings: Settings) -> CacheStore:
+    """A store for `CACHE_BACKEND`, not yet opened (opening touches no network)."""
+    serializer = get_serializer(pickle_type=PicklerType.NULL, check_repr=False)
+    if settings.CACHE_BACKEND == "memory":
+        memory = Memory(size=MEMORY_MAX_ENTRIES, check_interval=0, serializer=serializer)
+        return CacheStore(memory, shared=False, description="memory")
+    host = settings.CACHE_REDIS_HOST
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal
+    address = f"redis://{host}:{settings.CACHE_REDIS_PORT}/{settings.CACHE_REDIS_DB}"
+    redis = Redis(
+        address,
+        suppress=False,
+        serializer=serializer,
+        password=settings.CACHE_REDIS_PASSWORD,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 1),
+        max_connections=REDIS_MAX_CONNECTIONS,
+        wait_for_connection_timeout=REDIS_POOL_WAIT_SECONDS,
+        client_name="cache",
+    )
+    return CacheStore(redis, shared=True, description=f"redis at {address}")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
