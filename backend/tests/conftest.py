@@ -26,7 +26,7 @@ from tests.helpers.database import (
     recreate_database,
     unreachable_message,
 )
-from tests.helpers.redis import flush, redis_url_for_tests
+from tests.helpers.redis import flush, redis_fallback_reason, redis_url_for_tests
 from tests.helpers.redis import unreachable_message as redis_unreachable
 
 FALLBACK_REASON = configured_url()[1]
@@ -36,14 +36,17 @@ TEST_REDIS_URL = redis_url_for_tests()
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 # The production profile (Postgres) keeps the shared state in Redis, as production does; the
 # embedded profile (SQLite) keeps it in memory. Same suite, both profiles.
-PRODUCTION_PROFILE = not is_sqlite(TEST_DB_URL)
+REDIS_FALLBACK_REASON = redis_fallback_reason()
+PRODUCTION_PROFILE = not is_sqlite(TEST_DB_URL) and REDIS_FALLBACK_REASON is None
 if PRODUCTION_PROFILE:
     os.environ.setdefault("CACHE_BACKEND", "redis")
     os.environ.setdefault("RATE_LIMIT_STORAGE", "redis")
     _redis = make_url(TEST_REDIS_URL.replace("redis://", "postgresql://", 1))
-    os.environ.setdefault("CACHE_REDIS_HOST", _redis.host or "127.0.0.1")
-    os.environ.setdefault("CACHE_REDIS_PORT", str(_redis.port or 6379))
-    os.environ.setdefault("CACHE_REDIS_DB", _redis.database or "0")
+    # Assigned, not defaulted: xdist workers inherit the controller's environment, and each
+    # worker's cache must live in that worker's own Redis database.
+    os.environ["CACHE_REDIS_HOST"] = _redis.host or "127.0.0.1"
+    os.environ["CACHE_REDIS_PORT"] = str(_redis.port or 6379)
+    os.environ["CACHE_REDIS_DB"] = _redis.database or "0"
 
 from src.infrastructure.database.models import Base
 from src.infrastructure.database.session import (
@@ -69,15 +72,15 @@ def pytest_report_header() -> list[str]:
     shown = TEST_DB_URL.set(database=TEST_DB_URL.database).render_as_string(hide_password=True)
     profile = "production (Postgres + Redis)" if PRODUCTION_PROFILE else "embedded (SQLite)"
     lines = [f"test profile: {profile}; database: {shown}; redis: {TEST_REDIS_URL}"]
-    if FALLBACK_REASON:
-        lines.append(f"WARNING: {FALLBACK_REASON}")
+    lines += [f"WARNING: {reason}" for reason in (FALLBACK_REASON, REDIS_FALLBACK_REASON) if reason]
     return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FALLBACK_REASON:
-        terminalreporter.write_sep("=", "database fallback", yellow=True)
-        terminalreporter.write_line(FALLBACK_REASON, yellow=True)
+    for title, reason in (("database", FALLBACK_REASON), ("redis", REDIS_FALLBACK_REASON)):
+        if reason:
+            terminalreporter.write_sep("=", f"{title} fallback", yellow=True)
+            terminalreporter.write_line(reason, yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +109,10 @@ async def db_engine() -> AsyncIterator[AsyncEngine]:
 
 @pytest_asyncio.fixture(scope="session")
 async def redis_url() -> str:
-    """The worker's Redis database, emptied at the start. Fails loudly when Redis is down."""
+    """The worker's Redis database, emptied at the start. Fails loudly when Redis is down
+    (or skips, with the reason printed, when no Redis was asked for and none answers)."""
+    if REDIS_FALLBACK_REASON:
+        pytest.skip(REDIS_FALLBACK_REASON)
     try:
         await flush(TEST_REDIS_URL)
     except Exception as error:  # refused, timeout, auth: all mean "not reachable"
@@ -119,6 +125,36 @@ async def clean_redis(redis_url: str) -> AsyncIterator[str]:
     """`redis_url`, emptied again after the test."""
     yield redis_url
     await flush(redis_url)
+
+
+GENEROUS_RATE_LIMIT = "10000/minute"
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Rate limiting stays on in the suite, with generous defaults (a test may send hundreds
+    of requests as one user; tests of the limits set their own), and every test starts with
+    no counters (memory or Redis) and no cached rules, so no test counts against another."""
+    from src.infrastructure.config import settings
+    from src.infrastructure.ratelimit.limiter import get_rate_limiter
+    from src.modules.rate_limit.service import rate_limit_rules
+
+    monkeypatch.setattr(settings, "RATE_LIMIT_DEFAULT", GENEROUS_RATE_LIMIT)
+    monkeypatch.setattr(settings, "RATE_LIMIT_ANONYMOUS", GENEROUS_RATE_LIMIT)
+    rate_limit_rules.invalidate()
+    if get_rate_limiter.cache_info().currsize:  # built by an earlier test of this worker
+        await get_rate_limiter().reset()
+    yield
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def fresh_cache() -> AsyncIterator[None]:
+    """Every test starts with an empty `@cache` (memory or Redis) on the current settings: a
+    test's rows are rolled back, so what it cached must go too."""
+    from src.infrastructure.cache import reset_cache_backend
+
+    yield
+    await reset_cache_backend(clear=True)
 
 
 @pytest_asyncio.fixture
@@ -191,3 +227,28 @@ async def committed_client(app: Any, clean_tables: None) -> AsyncGenerator[Async
     request), tables emptied afterwards."""
     async with _client(app) as ac:
         yield ac
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def finish_in_process_tasks() -> AsyncIterator[None]:
+    """Tasks sent to the in-memory broker (the tests' default) run in the background, as on a
+    worker; a test ends only once they have, so none runs into the next test."""
+    yield
+    import asyncio
+
+    from src.infrastructure.taskiq.brokers import default_broker, drain
+
+    await asyncio.wait_for(drain(default_broker), timeout=30)
+
+
+@pytest.fixture
+def task_recorder(app: Any) -> Any:
+    """Routes send their tasks to this `RecordingBroker` instead of running them: for tests
+    that assert a task was scheduled, not run (`task_recorder.sent_to(task)`)."""
+    from src.infrastructure.taskiq.dependencies import task_broker
+    from src.infrastructure.taskiq.testing import RecordingBroker
+
+    recorder = RecordingBroker()
+    app.dependency_overrides[task_broker] = lambda: recorder
+    yield recorder
+    app.dependency_overrides.pop(task_broker, None)

@@ -1,18 +1,28 @@
-"""`/health` (the process is up) and `/health/ready` (its dependencies answer)."""
+"""`/health` (the process is up) and `/health/ready` (its dependencies answer).
+
+Readiness checks the database and each configured Redis or broker with a short timeout. A
+required dependency down means 503 naming it; the cache's Redis is optional (the cache fails
+open), so it is reported but does not make the instance unready.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
+from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
+OK, DOWN, DEGRADED = "ok", "unavailable", "unavailable (optional)"
 
 
 class Health(BaseModel):
@@ -30,15 +40,67 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def _ping_redis(url: str) -> None:
+    client = Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def _connect_tcp(url: str) -> None:
+    parts = urlsplit(url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port or 5672)
+    writer.close()
+    await writer.wait_closed()
+
+
+def _cache_redis_url() -> str:
+    password = f":{settings.CACHE_REDIS_PASSWORD}@" if settings.CACHE_REDIS_PASSWORD else ""
+    host, port, db = settings.CACHE_REDIS_HOST, settings.CACHE_REDIS_PORT, settings.CACHE_REDIS_DB
+    return f"redis://{password}{host}:{port}/{db}"
+
+
+def _checks(db: DBSession) -> dict[str, tuple[Callable[[], Awaitable[object]], bool]]:
+    """name -> (probe, required)."""
+    checks: dict[str, tuple[Callable[[], Awaitable[object]], bool]] = {
+        "database": (lambda: db.execute(text("SELECT 1")), True)
+    }
+    uses_redis = "redis" in (
+        settings.SESSION_BACKEND,
+        settings.RATE_LIMIT_STORAGE,
+        settings.TASKIQ_BROKER,
+    )
+    if uses_redis:
+        url = settings.REDIS_URL or "redis://127.0.0.1:6379/0"
+        checks["redis"] = (lambda: _ping_redis(url), True)
+    if settings.TASKIQ_BROKER == "rabbitmq":
+        checks["rabbitmq"] = (lambda: _connect_tcp(settings.RABBITMQ_URL), True)
+    if settings.CACHE_ENABLED and settings.CACHE_BACKEND == "redis":
+        checks["cache"] = (lambda: _ping_redis(_cache_redis_url()), False)
+    return checks
+
+
+async def _run(probe: Callable[[], Awaitable[object]]) -> bool:
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
+    except Exception:  # any failure means "not answering"; details stay in the server logs
+        return False
+    return True
+
+
 @router.get("/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(db: DBSession) -> JSONResponse | dict[str, object]:
     """Readiness: 503 naming the failed check when a required dependency does not answer."""
-    checks: dict[str, str] = {}
-    try:
-        await asyncio.wait_for(db.execute(text("SELECT 1")), CHECK_TIMEOUT_SECONDS)
-        checks["database"] = "ok"
-    except Exception:  # any failure means not ready; the detail stays in the server logs
-        checks["database"] = "unavailable"
-    if all(value == "ok" for value in checks.values()):
-        return {"status": "ok", "checks": checks}
-    return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    checks = _checks(db)
+    names = list(checks)
+    results = await asyncio.gather(*(_run(checks[name][0]) for name in names))
+    report: dict[str, str] = {}
+    ready = True
+    for name, healthy in zip(names, results, strict=True):
+        required = checks[name][1]
+        report[name] = OK if healthy else (DOWN if required else DEGRADED)
+        ready = ready and (healthy or not required)
+    if ready:
+        return {"status": "ok", "checks": report}
+    return JSONResponse({"status": "unavailable", "checks": report}, status_code=503)

@@ -1,40 +1,65 @@
 """The FastAPI application: `src.interfaces.main.app`.
 
-Middleware order (outermost first): request id, security headers, CSRF cookie, CORS, body
-size limit, trailing slash. All pure ASGI.
+Middleware order (outermost first): request id, metrics and access log, security headers,
+CSRF cookie, CORS, body size limit, GZip, trailing slash. All pure ASGI.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 
 import src.modules.models  # noqa: F401 - registers every model on Base.metadata
 from src.infrastructure.auth.csrf import CSRFCookieMiddleware
+from src.infrastructure.cache import reset_cache_backend
 from src.infrastructure.config import Environment, settings
-from src.infrastructure.database.session import dispose_engine
+from src.infrastructure.database.session import dispose_engine, pool_status
 from src.infrastructure.logging.request_id import RequestIdMiddleware
+from src.infrastructure.logging.setup import configure_logging
+from src.infrastructure.observability.metrics import register_pool_collector
+from src.infrastructure.observability.middleware import ObservabilityMiddleware
+from src.infrastructure.redis_client import close_redis_clients
 from src.infrastructure.security.body_limit import BodySizeLimitMiddleware
 from src.infrastructure.security.headers import SecurityHeadersMiddleware
 from src.infrastructure.security.validator import validate_settings
+from src.infrastructure.taskiq.brokers import default_broker, start_broker, stop_broker
 from src.interfaces.api.v1 import router as api_v1_router
 from src.interfaces.docs import add_docs
 from src.interfaces.errors import register_error_handlers
 from src.interfaces.health import router as health_router
+from src.interfaces.metrics import router as metrics_router
 from src.interfaces.trailing_slash import TrailingSlashMiddleware
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    if settings.METRICS_ENABLED and settings.METRICS_PORT:
+        start_metrics_listener(settings.METRICS_PORT)
+    await start_broker(default_broker)  # Redis/RabbitMQ: connect; in-memory: nothing to do
     yield
+    await stop_broker(default_broker)  # in-memory: lets the tasks in flight finish first
+    await reset_cache_backend()  # closes the cache's Redis pool
+    await close_redis_clients()
     await dispose_engine()
+
+
+def start_metrics_listener(port: int) -> None:
+    """Serve /metrics on a port of its own; with several workers the first one to bind wins."""
+    from prometheus_client import start_http_server
+
+    with contextlib.suppress(OSError):
+        start_http_server(port)
 
 
 def create_app() -> FastAPI:
     validate_settings(settings)
+    configure_logging()
+    register_pool_collector(pool_status)
     docs = settings.docs_enabled
     app = FastAPI(
         title=settings.APP_NAME,
@@ -49,11 +74,13 @@ def create_app() -> FastAPI:
     if docs:
         add_docs(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_v1_router)
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can
     # receive (a 413 and CORS preflights included) passes the cookie and header layers.
     app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     if settings.CORS_ORIGINS:
         app.add_middleware(
@@ -62,13 +89,20 @@ def create_app() -> FastAPI:
             allow_credentials=settings.CORS_ALLOW_CREDENTIALS,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Content-Type", settings.CSRF_HEADER_NAME, "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
         )
     app.add_middleware(CSRFCookieMiddleware)
     app.add_middleware(
         SecurityHeadersMiddleware,
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
     )
+    app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

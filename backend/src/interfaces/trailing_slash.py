@@ -20,7 +20,7 @@ class TrailingSlashMiddleware:
         if scope["type"] == "http":
             path: str = scope["path"]
             if len(path) > 1 and path.endswith("/") and not path.startswith(self.exclude):
-                scope = dict(scope)
+                # In place, so outer middleware (metrics) sees the route the router sets.
                 scope["path"] = path.rstrip("/")
                 raw = scope.get("raw_path")
                 if raw:

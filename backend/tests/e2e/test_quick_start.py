@@ -28,8 +28,9 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.extra_env = env or {}
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -39,7 +40,8 @@ class Server:
             key: value
             for key, value in os.environ.items()
             if key not in {"DATABASE_URL", "ENVIRONMENT", "PYTEST_CURRENT_TEST"}
-        }
+            and not key.startswith(("CACHE_", "RATE_LIMIT_", "SESSION_", "REDIS_"))
+        } | self.extra_env
         self.process = subprocess.Popen(
             [str(APP), "serve", "--port", str(self.port)],
             cwd=self.folder,
@@ -64,9 +66,13 @@ class Server:
             self.process.wait(timeout=20)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
+@pytest.fixture(params=["database sessions", "redis sessions"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    env = {}
+    if request.param == "redis sessions":
+        redis_url = request.getfixturevalue("clean_redis")
+        env = {"SESSION_BACKEND": "redis", "REDIS_URL": redis_url}
+    running = Server(tmp_path, env)
     running.start()
     yield running
     running.stop()

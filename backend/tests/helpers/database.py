@@ -5,7 +5,7 @@ embedded profile, in a temporary file. When it is unset, the local Postgres
 (`postgresql+asyncpg://postgres@127.0.0.1:5432/test_db`) is used if it answers; if not, the
 suite falls back to SQLite and says so in the report header and summary (never silently). An
 explicitly set URL that does not answer fails the integration tests with an explanation.
-Under pytest-xdist every worker gets its own database (`test_db_gw0`, ...).
+Every worker of every run gets its own database (`test_db_gw0_<run id>`, ...).
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def database_url_for_tests() -> URL:
         folder = Path(tempfile.gettempdir()) / f"backend-tests-{os.getpid()}"
         folder.mkdir(parents=True, exist_ok=True)
         return url.set(database=str(folder / f"test_{worker}.db"))
-    return url.set(database=f"{url.database or 'test_db'}_{worker}")
+    # The run id keeps two concurrent runs (two terminals, two developers on one server) from
+    # dropping each other's databases; xdist workers of one run share it.
+    run = (os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid()))[:8]
+    return url.set(database=f"{url.database or 'test_db'}_{worker}_{run}")
 
 
 def is_sqlite(url: URL) -> bool:

@@ -1,13 +1,34 @@
 """Which Redis the tests use: `TEST_REDIS_URL` (default redis://127.0.0.1:6379), with one
-database number per pytest-xdist worker (1, 2, ...) so parallel runs never share keys."""
+database number per pytest-xdist worker (1, 2, ...) so parallel runs never share keys.
+
+When `TEST_REDIS_URL` is unset and no Redis answers, the tests that exercise Redis itself are
+skipped with the reason printed in the report header and summary; an explicitly set URL that
+does not answer fails them instead.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 
 from redis.asyncio import Redis
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def redis_fallback_reason() -> str | None:
+    """Why the Redis tests cannot run, or None when they can (or must)."""
+    if os.environ.get("TEST_REDIS_URL"):
+        return None
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return None
+    except OSError:
+        return (
+            "no Redis answers at 127.0.0.1:6379 and TEST_REDIS_URL is unset: the tests of the "
+            "Redis backends are skipped and the shared state stays in memory. Set TEST_REDIS_URL "
+            "to require a server."
+        )
 
 
 def redis_url_for_tests() -> str:

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None = human-readable in local, JSON everywhere else.
     LOG_JSON: bool | None = None
+    # One structured line per request (method, route, status, duration, request id).
+    LOG_ACCESS: bool = True
     METRICS_ENABLED: bool = True
     # When set, /metrics needs `Authorization: Bearer <token>`; production requires it or
     # METRICS_PORT (a separate listener that is not exposed publicly).

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from src.infrastructure.config import settings
 
@@ -115,3 +115,13 @@ async def dispose_engine() -> None:
 
 DBSession = Annotated[AsyncSession, Depends(async_session)]
 """The type routes and dependencies declare to receive the request's database session."""
+
+
+def pool_status() -> dict[str, int] | None:
+    """Connection pool usage for metrics; None before the engine exists or for SQLite pools."""
+    if not get_engine.cache_info().currsize:
+        return None
+    pool = get_engine().pool
+    if not isinstance(pool, QueuePool):
+        return None
+    return {"size": pool.size(), "checked_out": pool.checkedout(), "overflow": pool.overflow()}

@@ -1,7 +1,8 @@
-"""Refuse to boot a production process with settings that are known to be unsafe.
+"""Refuse to boot with settings that cannot work, or in production with unsafe ones.
 
-Runs at app start-up and in `app check-config`. Outside `ENVIRONMENT=production` it reports
-nothing, so local development and the test suite need no real secrets.
+Runs at app start-up and in `app check-config`. Outside `ENVIRONMENT=production` only plain
+misconfigurations (a Redis backend without REDIS_URL) are reported, so local development and
+the test suite need no real secrets.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ class InsecureSettingsError(RuntimeError):
 
 
 def find_problems(settings: Settings) -> list[str]:
-    """Every reason these settings are unsafe for production (empty when they are fine)."""
+    """Every reason these settings cannot work, or are unsafe for production."""
+    problems = _inconsistencies(settings)
     if not settings.is_production:
-        return []
-    problems: list[str] = []
+        return problems
     key = settings.SECRET_KEY
     if key in WEAK_SECRETS or len(key) < MIN_SECRET_LENGTH or len(set(key)) < 10:
         problems.append(
@@ -39,11 +40,27 @@ def find_problems(settings: Settings) -> list[str]:
         problems.append("COOKIE_SECURE is false: session cookies would travel over plain http")
     if not settings.CSRF_ENABLED:
         problems.append("CSRF_ENABLED is false")
+    if settings.SESSION_BACKEND == "memory":
+        problems.append("SESSION_BACKEND=memory loses sessions on restart and between workers")
+    if settings.RATE_LIMIT_ENABLED and settings.RATE_LIMIT_STORAGE == "memory":
+        problems.append("RATE_LIMIT_STORAGE=memory counts per process; use redis in production")
     return problems
+
+
+def _inconsistencies(settings: Settings) -> list[str]:
+    """Settings that cannot work in any environment."""
+    redis_users = [
+        name
+        for name in ("SESSION_BACKEND", "RATE_LIMIT_STORAGE", "TASKIQ_BROKER")
+        if getattr(settings, name) == "redis"
+    ]
+    if redis_users and not settings.REDIS_URL:
+        return [f"{', '.join(redis_users)} set to redis but REDIS_URL is empty"]
+    return []
 
 
 def validate_settings(settings: Settings) -> None:
     """Raise `InsecureSettingsError` when production settings are unsafe."""
     problems = find_problems(settings)
     if problems:
-        raise InsecureSettingsError("refusing to start in production:\n- " + "\n- ".join(problems))
+        raise InsecureSettingsError("refusing to start:\n- " + "\n- ".join(problems))

@@ -15,6 +15,8 @@ def _production(**overrides: object) -> Settings:
         "ENVIRONMENT": Environment.PRODUCTION,
         "SECRET_KEY": STRONG,
         "DATABASE_URL": "postgresql+asyncpg://app:s3cr3t-Pa55@db:5432/app",
+        "RATE_LIMIT_STORAGE": "redis",
+        "REDIS_URL": "redis://:pw@redis:6379/0",
     }
     return Settings(**(values | overrides))
 
@@ -37,6 +39,8 @@ def test_strong_production_settings_pass():
         ({"CORS_ORIGINS": ["*"]}, "CORS"),
         ({"COOKIE_SECURE": False}, "COOKIE_SECURE"),
         ({"CSRF_ENABLED": False}, "CSRF"),
+        ({"SESSION_BACKEND": "memory"}, "SESSION_BACKEND"),
+        ({"RATE_LIMIT_STORAGE": "memory"}, "RATE_LIMIT_STORAGE"),
     ],
 )
 def test_production_refuses_insecure_settings(overrides, needle):
@@ -60,3 +64,17 @@ def test_cors_origins_accept_a_comma_separated_env_value(monkeypatch):
 def test_unknown_environment_is_refused():
     with pytest.raises(ValueError, match="ENVIRONMENT"):
         Settings(ENVIRONMENT="prod")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("setting", ["SESSION_BACKEND", "RATE_LIMIT_STORAGE", "TASKIQ_BROKER"])
+def test_a_redis_backend_without_redis_url_is_refused_everywhere(setting):
+    local = {
+        "SESSION_BACKEND": "database",
+        "RATE_LIMIT_STORAGE": "memory",
+        "TASKIQ_BROKER": "memory",
+    }
+    problems = find_problems(
+        Settings(ENVIRONMENT="local", REDIS_URL=None, **(local | {setting: "redis"}))
+    )
+    assert problems == [f"{setting} set to redis but REDIS_URL is empty"]

@@ -1,0 +1,1 @@
+"""Prometheus metrics and the per-request access log."""
