@@ -66,30 +66,20 @@ def is_sqlite(url: URL) -> bool:
 
 async def recreate_database(url: URL) -> None:
     """Start from an empty database (Postgres: DROP/CREATE; SQLite: delete the file)."""
-    if is_sqlite(url):
-        _remove_sqlite_file(url)
-        return
-    import asyncpg
-
-    connection = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database="postgres",
-        timeout=5,
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{url.database}"')
-    finally:
-        await connection.close()
+    await drop_database(url)
+    if not is_sqlite(url):
+        await _run_on_server(url, f'CREATE DATABASE "{url.database}"')
 
 
 async def drop_database(url: URL) -> None:
     if is_sqlite(url):
         _remove_sqlite_file(url)
         return
+    await _run_on_server(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+async def _run_on_server(url: URL, statement: str) -> None:
+    """Run one statement on the server's maintenance database (`postgres`)."""
     import asyncpg
 
     connection = await asyncpg.connect(
@@ -101,7 +91,7 @@ async def drop_database(url: URL) -> None:
         timeout=5,
     )
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        await connection.execute(statement)
     finally:
         await connection.close()
 

@@ -114,3 +114,18 @@ async def test_responses_are_gzipped_when_large_and_asked_for(client):
     response = await client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert response.status_code == 200
     assert response.headers.get("content-encoding") == "gzip"
+
+
+@pytest.mark.integration
+async def test_tasks_are_counted(committed_client):
+    from src.infrastructure.taskiq import default_broker
+    from src.infrastructure.taskiq.brokers import drain
+    from tests.helpers.factories import build_user_create_payload
+
+    response = await committed_client.post("/api/v1/users", json=build_user_create_payload())
+    assert response.status_code == 201
+    await drain(default_broker)
+    body = (await committed_client.get("/metrics")).text
+    counted = {line.split("{")[1].split("}")[0] for line in _samples(body, "tasks_total{")}
+    assert any('outcome="enqueued"' in labels for labels in counted)
+    assert any('outcome="succeeded"' in labels for labels in counted)

@@ -25,7 +25,11 @@ from taskiq import AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
 from taskiq.serializers import JSONSerializer
 
 from src.infrastructure.config import Settings, settings
-from src.infrastructure.taskiq.middlewares import RequestIdMiddleware, RetryMiddleware
+from src.infrastructure.taskiq.middlewares import (
+    MetricsMiddleware,
+    RequestIdMiddleware,
+    RetryMiddleware,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ def build_broker(config: Settings | None = None, **overrides: Any) -> AsyncBroke
         raise ValueError(f"unknown TASKIQ_BROKER {config.TASKIQ_BROKER!r}")
     broker.add_middlewares(
         RequestIdMiddleware(),
+        MetricsMiddleware(),
         RetryMiddleware(
             native_delay=native_delay,
             # taskiq counts attempts (the first included); the setting counts retries.

@@ -1,4 +1,5 @@
-"""Taskiq middlewares: the request id travels with the task; failed tasks retry with backoff."""
+"""Taskiq middlewares: the request id travels with the task, tasks are counted for metrics,
+failed tasks retry with backoff."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from taskiq.kicker import AsyncKicker
 from taskiq.middlewares import SmartRetryMiddleware
 
 from src.infrastructure.logging.request_id import current_request_id, request_id_var
+from src.infrastructure.observability.metrics import TASKS
 
 REQUEST_ID_LABEL = "request_id"
 
@@ -47,6 +49,17 @@ class RequestIdMiddleware(TaskiqMiddleware):
             # ValueError: set in another (copied) context, so there is nothing to undo here.
             with contextlib.suppress(ValueError):
                 request_id_var.reset(token)
+
+
+class MetricsMiddleware(TaskiqMiddleware):
+    """Counts tasks for Prometheus (`tasks_total`): enqueued on the sending side, succeeded or
+    failed where they run."""
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        TASKS.labels(message.task_name, "enqueued").inc()
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        TASKS.labels(message.task_name, "failed" if result.is_err else "succeeded").inc()
 
 
 class RetryMiddleware(SmartRetryMiddleware):
