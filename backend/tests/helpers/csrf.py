@@ -7,9 +7,11 @@ explicit header to override it, or use a plain `AsyncClient` to test the refusal
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from httpx import AsyncClient, Request, Response
+from httpx import ASGITransport, AsyncClient, Request, Response
 
 from src.infrastructure.config import settings
 
@@ -33,3 +35,16 @@ class CSRFAwareClient(AsyncClient):
             )
         if token:
             request.headers[settings.CSRF_HEADER_NAME] = token
+
+
+@asynccontextmanager
+async def browser(
+    app: Any, *, csrf_aware: bool = True, cookies: dict[str, str] | None = None
+) -> AsyncIterator[AsyncClient]:
+    """Another browser: a fresh client (cookie jar of its own) on the same app, optionally
+    starting with the given cookies."""
+    cls = CSRFAwareClient if csrf_aware else AsyncClient
+    async with cls(transport=ASGITransport(app=app), base_url="http://test") as other:
+        for name, value in (cookies or {}).items():
+            other.cookies.set(name, value)
+        yield other

@@ -7,14 +7,12 @@ or to look at what the session store keeps.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient, Response
+from httpx import AsyncClient, Response
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select, update
@@ -23,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.config import Environment, settings
 from src.modules.auth.models import UserSession
 from src.modules.user.models import User
-from tests.helpers.csrf import CSRFAwareClient
+from tests.helpers.csrf import browser
 from tests.helpers.factories import create_user, login
 
 BASE_URL = "http://test"
@@ -89,18 +87,6 @@ def session_token(response: Response) -> str:
     token = the_set_cookie(response, SESSION).value
     assert token
     return token
-
-
-@asynccontextmanager
-async def browser(
-    app: Any, *, csrf_aware: bool = True, cookies: dict[str, str] | None = None
-) -> AsyncIterator[AsyncClient]:
-    """Another browser: a fresh client (cookie jar of its own) on the same app."""
-    cls = CSRFAwareClient if csrf_aware else AsyncClient
-    async with cls(transport=ASGITransport(app=app), base_url=BASE_URL) as other:
-        for name, value in (cookies or {}).items():
-            other.cookies.set(name, value)
-        yield other
 
 
 async def login_response(

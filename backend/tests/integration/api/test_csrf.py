@@ -10,15 +10,14 @@ Refusals are tested with `plain_client` or fresh plain clients, which send no he
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient, Response
+from httpx import AsyncClient, Response
 
 from src.infrastructure.config import settings
-from tests.helpers.csrf import CSRFAwareClient
+from tests.helpers.csrf import browser as any_browser
 from tests.helpers.factories import build_user_create_payload, create_user, login
 
 BASE_URL = "http://test"
@@ -65,16 +64,9 @@ def issued_session_token(response: Response) -> str:
     return token
 
 
-@asynccontextmanager
-async def browser(
-    app: Any, *, csrf_aware: bool = False, cookies: dict[str, str] | None = None
-) -> AsyncIterator[AsyncClient]:
+def browser(app: Any, **options: Any) -> AbstractAsyncContextManager[AsyncClient]:
     """A fresh client with exactly the given cookies (plain by default: no automatic header)."""
-    cls = CSRFAwareClient if csrf_aware else AsyncClient
-    async with cls(transport=ASGITransport(app=app), base_url=BASE_URL) as other:
-        for name, value in (cookies or {}).items():
-            other.cookies.set(name, value)
-        yield other
+    return any_browser(app, **{"csrf_aware": False, **options})
 
 
 async def plain_login(client: AsyncClient, user: dict[str, Any]) -> Response:
