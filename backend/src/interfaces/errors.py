@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
@@ -50,6 +51,17 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse({"detail": [_clean(error) for error in exc.errors()]}, status_code=422)
 
 
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """SQLSTATE class 22 (data exception: a value the schemas let through but the database
+    refuses, say a NUL character in text on Postgres) is bad input, 422; the rest is a 500."""
+    code = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
+    if not (isinstance(exc, DataError) or code.startswith("22")):
+        return await unhandled_error_handler(request, exc)
+    logger.info("database refused a value on %s %s: %s", request.method, request.url.path, exc)
+    detail = "A value in the request cannot be stored (for example it contains a NUL character)"
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -61,4 +73,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(DBAPIError, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

@@ -21,7 +21,8 @@ def client_ip(request: Request) -> str:
         return peer
     forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
     entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
-    candidate = entries[-hops] if len(entries) >= hops else (entries[0] if entries else peer)
+    # Fewer entries than trusted hops: the request skipped a proxy, so none can be trusted.
+    candidate = entries[-hops] if len(entries) >= hops else peer
     return candidate if _is_ip(candidate) else peer
 
 

@@ -59,6 +59,9 @@ class KeyValueBackend(Protocol):
 
     async def keys_for_user(self, user_id: int) -> list[str]: ...
 
+    async def touch(self, key: str, last_seen_at: str, ttl: int, user_id: int) -> None:
+        """Refresh last-seen and TTL of an existing record; never recreate a deleted one."""
+
 
 def _ts(moment: datetime) -> str:
     return f"{moment.timestamp():.6f}"
@@ -118,7 +121,10 @@ class KeyValueSessionStore:
         touch = timedelta(seconds=settings.SESSION_TOUCH_INTERVAL_SECONDS)
         if now - _dt(record["last_seen_at"]) > touch:
             record["last_seen_at"] = _ts(now)
-            await self.backend.put(key, record, self._ttl(record, now), int(record["user_id"]))
+            # Only if still there: a logout racing this request must not be undone.
+            await self.backend.touch(
+                key, record["last_seen_at"], self._ttl(record, now), int(record["user_id"])
+            )
         user = dict(zip(USER_KEYS, row, strict=True))
         return SessionContext(session_id=record["id"], token=token, user=user)
 
@@ -210,6 +216,21 @@ class RedisSessionBackend:
         keys = await get_redis().zrange(self._user_key(user_id), 0, -1)
         return [str(key) for key in keys]
 
+    # Atomic "update if it still exists": a plain HSET would resurrect a session deleted
+    # between this request's read and its write.
+    _TOUCH = """
+    if redis.call('EXISTS', KEYS[1]) == 1 then
+        redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[1])
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+    end
+    return 0
+    """
+
+    async def touch(self, key: str, last_seen_at: str, ttl: int, user_id: int) -> None:
+        keys = [self.prefix + key, self._user_key(user_id)]
+        await get_redis().eval(self._TOUCH, 2, *keys, last_seen_at, ttl, key)
+
 
 class MemorySessionBackend:
     """The Redis layout in process memory; expiry is checked on read."""
@@ -235,6 +256,12 @@ class MemorySessionBackend:
 
     async def keys_for_user(self, user_id: int) -> list[str]:
         return sorted(self.by_user.get(user_id, set()))
+
+    async def touch(self, key: str, last_seen_at: str, ttl: int, user_id: int) -> None:
+        entry = self.records.get(key)
+        if entry is not None:
+            entry[0]["last_seen_at"] = last_seen_at
+            self.records[key] = (entry[0], time.monotonic() + ttl)
 
 
 @cache

@@ -112,12 +112,15 @@ class UserService:
             return user
         async with commit_or_conflict(db, _which_is_taken):
             await crud_users.update(db, changes, id=user["id"], commit=False)
+            if "hashed_password" in changes:
+                # Before the commit: in the database store it is the same transaction; in Redis
+                # a failure here aborts the change instead of leaving old sessions alive.
+                keep = keep_session_id if actor["id"] == user["id"] else None
+                await get_session_store().delete_for_user(
+                    db, user_id=user["id"], keep_session_id=keep
+                )
         new_username = changes.get("username", user["username"])
         await invalidate(profile_cache_key(user["username"]), profile_cache_key(new_username))
-        if "hashed_password" in changes:
-            keep = keep_session_id if actor["id"] == user["id"] else None
-            await get_session_store().delete_for_user(db, user_id=user["id"], keep_session_id=keep)
-            await db.commit()
         return await self.get_by_id(user_id=user["id"], db=db)
 
     async def delete(self, *, username: str, actor: dict[str, Any], db: AsyncSession) -> None:

@@ -163,3 +163,20 @@ async def test_docs_are_off_in_production(monkeypatch):
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert (await ac.get(path)).status_code == 404
         assert (await ac.get("/health")).status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/users", {"name": "x\u0000y"}),
+        ("POST", "/api/v1/auth/login", {"username": "a\u0000b", "password": "whatever"}),
+        ("GET", "/api/v1/users/a%00b", None),
+    ],
+)
+async def test_a_nul_character_is_bad_input_never_a_500(client, method, path, body):
+    payload = build_user_create_payload(**body) if path == "/api/v1/users" else body
+    response = await client.request(method, path, json=payload)
+    assert response.status_code != 500
+    assert response.status_code in {201, 401, 404, 422}
+    assert "detail" in response.json() or response.status_code == 201

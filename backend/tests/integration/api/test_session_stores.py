@@ -159,3 +159,24 @@ async def test_redis_holds_only_the_token_hash_and_survives_a_new_process(
 
     session_stores._store.cache_clear()  # as a freshly started process would
     assert (await client.get(ME)).status_code == 200
+
+
+async def _deleted_then_touched(backend) -> None:
+    record = {"id": "s1", "user_id": "7", "last_seen_at": "1.0", "expires_at": "9e9"}
+    await backend.put("hash-1", record, 60, 7)
+    await backend.delete(["hash-1"], 7)  # a logout racing a request that read the session
+
+    await backend.touch("hash-1", "2.0", 60, 7)
+
+    assert await backend.get("hash-1") is None
+    assert await backend.keys_for_user(7) == []
+
+
+@pytest.mark.integration
+async def test_refreshing_last_seen_never_brings_back_a_deleted_redis_session(clean_redis):
+    await _deleted_then_touched(session_stores.RedisSessionBackend())
+
+
+@pytest.mark.integration
+async def test_refreshing_last_seen_never_brings_back_a_deleted_memory_session():
+    await _deleted_then_touched(session_stores.MemorySessionBackend())

@@ -80,6 +80,7 @@ def _request(peer: str, forwarded: list[str]) -> Request:
         (2, ["6.6.6.6, 1.2.3.4, 10.0.0.9"], "1.2.3.4"),
         (1, [], "10.0.0.1"),
         (1, ["1.2.3.4, not-an-ip"], "10.0.0.1"),  # garbage is never taken for an address
+        (2, ["6.6.6.6"], "10.0.0.1"),  # fewer entries than hops: a proxy was skipped
     ],
 )
 def test_client_ip_trusts_exactly_the_configured_hops(monkeypatch, hops, forwarded, expected):
