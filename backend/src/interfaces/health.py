@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
+from src.infrastructure.cache.backends import redis_address
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
 
@@ -40,8 +41,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _ping_redis(url: str) -> None:
-    client = Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+async def _ping_redis(url: str, password: str | None = None) -> None:
+    client = Redis.from_url(url, password=password, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
     try:
         await client.ping()
     finally:
@@ -55,12 +56,6 @@ async def _connect_tcp(url: str) -> None:
     await writer.wait_closed()
 
 
-def _cache_redis_url() -> str:
-    password = f":{settings.CACHE_REDIS_PASSWORD}@" if settings.CACHE_REDIS_PASSWORD else ""
-    host, port, db = settings.CACHE_REDIS_HOST, settings.CACHE_REDIS_PORT, settings.CACHE_REDIS_DB
-    return f"redis://{password}{host}:{port}/{db}"
-
-
 def _checks(db: DBSession) -> dict[str, tuple[Callable[[], Awaitable[object]], bool]]:
     """name -> (probe, required)."""
     checks: dict[str, tuple[Callable[[], Awaitable[object]], bool]] = {
@@ -72,12 +67,13 @@ def _checks(db: DBSession) -> dict[str, tuple[Callable[[], Awaitable[object]], b
         settings.TASKIQ_BROKER,
     )
     if uses_redis:
-        url = settings.REDIS_URL or "redis://127.0.0.1:6379/0"
+        url = settings.REDIS_URL or ""  # empty: the validator already refused to start
         checks["redis"] = (lambda: _ping_redis(url), True)
     if settings.TASKIQ_BROKER == "rabbitmq":
         checks["rabbitmq"] = (lambda: _connect_tcp(settings.RABBITMQ_URL), True)
     if settings.CACHE_ENABLED and settings.CACHE_BACKEND == "redis":
-        checks["cache"] = (lambda: _ping_redis(_cache_redis_url()), False)
+        cache_url, password = redis_address(settings), settings.CACHE_REDIS_PASSWORD
+        checks["cache"] = (lambda: _ping_redis(cache_url, password), False)
     return checks
 
 

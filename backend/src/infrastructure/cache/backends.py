@@ -100,15 +100,20 @@ class CacheStore:
             await self._backend.close()  # type: ignore[no-untyped-call]
 
 
+def redis_address(settings: Settings) -> str:
+    """`redis://host:port/db` of the cache's Redis (the password is passed separately)."""
+    host = settings.CACHE_REDIS_HOST
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal
+    return f"redis://{host}:{settings.CACHE_REDIS_PORT}/{settings.CACHE_REDIS_DB}"
+
+
 def build_store(settings: Settings) -> CacheStore:
     """A store for `CACHE_BACKEND`, not yet opened (opening touches no network)."""
     serializer = get_serializer(pickle_type=PicklerType.NULL, check_repr=False)
     if settings.CACHE_BACKEND == "memory":
         memory = Memory(size=MEMORY_MAX_ENTRIES, check_interval=0, serializer=serializer)
         return CacheStore(memory, shared=False, description="memory")
-    host = settings.CACHE_REDIS_HOST
-    host = f"[{host}]" if ":" in host else host  # IPv6 literal
-    address = f"redis://{host}:{settings.CACHE_REDIS_PORT}/{settings.CACHE_REDIS_DB}"
+    address = redis_address(settings)
     redis = Redis(
         address,
         suppress=False,
