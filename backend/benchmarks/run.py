@@ -1,10 +1,18 @@
-"""Benchmark the authenticated read (`GET /api/v1/users/me`) against a bare Starlette + asyncpg
-app doing the same query, in one run on one machine, and print the ratio.
+"""The performance table: the product against the floor, in one run on one machine.
 
-    cd backend && uv run python benchmarks/run.py [--seconds 10] [--connections 32]
+    cd backend && uv run python benchmarks/run.py            # full run, writes docs/performance.md
+    cd backend && uv run python benchmarks/run.py --quick    # smoke: every row once, 2 s each
 
-Needs the local Postgres and `wrk` (apt-get install wrk). Both servers run one uvicorn worker.
-The product's target is a ratio of at least 1/3 (see docs/architecture.md).
+The product runs with the production profile (Postgres, database sessions, Redis cache, Redis
+rate limits, access log and metrics on, CSRF on) through `app serve`; the floor is
+`benchmarks/floor_app.py` (bare Starlette + asyncpg + orjson) on the same uvicorn. Each row is
+wrk `-t2 -cN` for `--seconds` after a `--warmup`, the median of `--repeat` runs. CPU per
+request is the server processes' CPU time divided by the requests they answered.
+
+Needs the local Postgres (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), `wrk` and
+`psql` (Debian packages `wrk` and `postgresql-client`). Timings are only comparable within one
+run: compare ratios, never absolute numbers across machines. Exit status 1 when any request of
+any row failed (a non-2xx answer or a socket error), so CI can run `--quick` as a smoke test.
 """
 
 from __future__ import annotations
@@ -13,108 +21,459 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 BACKEND = Path(__file__).resolve().parents[1]
-DB = "bench_db"
-DSN = f"postgresql://postgres@127.0.0.1:5432/{DB}"
+BENCH = Path(__file__).resolve().parent
+DOCS = BACKEND.parent / "docs" / "performance.md"
+PG = "postgresql://postgres@127.0.0.1:5432"
 SECRET = "benchmark-secret-key-0123456789-abcdefghijklmnop"
-ENV = {
-    **os.environ,
-    "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB}",
-    "ENVIRONMENT": "development",
-    "SECRET_KEY": SECRET,
-    "BARE_DSN": DSN,
-    "COOKIE_SECURE": "false",  # plain http on loopback
-    # The limiter still runs on every request (its cost is part of the measurement), with a
-    # limit one client cannot reach during the run.
-    "RATE_LIMIT_DEFAULT": "100000000/minute",
+USER = {
+    "name": "Bench",
+    "username": "bench",
+    "email": "bench@example.com",
+    "password": "BenchPass123!",
 }
+ADMIN = {"username": "benchadmin", "email": "admin@example.com", "password": "AdminPass123!"}
+# The old boilerplate (Benav Labs, June 2025, JWT, as shipped), measured on this kind of machine
+# with the same wrk settings (issue 6). It is not installable here, so its numbers are recorded.
+OLD = {"profile": 607.0, "me": 399.0, "list": 374.0, "login": 3.2}
 
 
-def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        args, cwd=BACKEND, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"server on {port} did not start")
+@dataclass
+class Run:
+    rps: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float  # server CPU per request
 
 
-def wrk(url: str, cookie: str, seconds: int, connections: int) -> float:
+@dataclass
+class Row:
+    name: str
+    ours: Run
+    floor: Run | None = None
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 2,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
+    server: list[psutil.Process] | None = None,
+) -> Run:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    cpu_before = _cpu(server or [])
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-H", f"Cookie: session={cookie}", url],
-        capture_output=True,
-        text=True,
-        check=True,
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"errors during the run:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    options = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"],
-        check=True,
-    )
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB}"], check=True
-    )
-    subprocess.run(
-        [sys.executable, "-m", "src.interfaces.cli", "migrate", "upgrade"],
-        cwd=BACKEND,
-        env=ENV,
-        check=True,
+    cpu = _cpu(server or []) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    latency: dict[str, float] = {}
+    for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", out, re.M):
+        latency[pct] = _ms(value, unit)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Run(
+        rps=rps,
+        errors=errors,
+        p50_ms=latency.get("50", 0.0),
+        p99_ms=latency.get("99", 0.0),
+        cpu_ms=cpu * 1000 / requests if requests else 0.0,
     )
 
-    uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
-    product = start([*uvicorn, "src.interfaces.main:app", "--port", "8101"], 8101)
-    bare = start([*uvicorn, "benchmarks.bare_app:app", "--port", "8102"], 8102)
-    try:
-        with httpx.Client(base_url="http://127.0.0.1:8101") as client:
-            user = {
-                "name": "Bench",
-                "username": "bench",
-                "email": "bench@example.com",
-                "password": "BenchPass123!",
-            }
-            client.post("/api/v1/users", json=user).raise_for_status()
-            client.post(
-                "/api/v1/auth/login", json={"username": "bench", "password": user["password"]}
-            ).raise_for_status()
-            cookie = client.cookies["session"]
-            assert client.get("/api/v1/users/me").status_code == 200
-        assert httpx.get("http://127.0.0.1:8102/me", cookies={"session": cookie}).status_code == 200
-        wrk("http://127.0.0.1:8101/api/v1/users/me", cookie, 2, options.connections)  # warm up
-        wrk("http://127.0.0.1:8102/me", cookie, 2, options.connections)
-        ours = wrk(
-            "http://127.0.0.1:8101/api/v1/users/me", cookie, options.seconds, options.connections
+
+def _cpu(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+class Server:
+    """A server process group on a port; `processes` are the ones that answer requests."""
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str], log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            args, cwd=BACKEND, env=env, stdout=self.log, stderr=self.log, start_new_session=True
         )
-        theirs = wrk("http://127.0.0.1:8102/me", cookie, options.seconds, options.connections)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server on {port} exited; see {log}")
+            try:
+                httpx.get(self.url + "/", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit(f"server on {port} did not start; see {log}")
+
+    @property
+    def processes(self) -> list[psutil.Process]:
+        root = psutil.Process(self.process.pid)
+        return [root, *root.children(recursive=True)]
+
+    def stop(self) -> None:
+        with _suppress_missing():
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+@contextmanager
+def _suppress_missing() -> Iterator[None]:
+    with suppress(ProcessLookupError):
+        yield
+
+
+class Bench:
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.db = f"bench_db_{os.getpid()}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.redis_db = "15"
+        self.env = {
+            **os.environ,
+            "ENVIRONMENT": "staging",
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.db}",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{self.redis_db}",
+            "SESSION_BACKEND": "database",
+            "RATE_LIMIT_STORAGE": "redis",
+            "CACHE_BACKEND": "redis",
+            "CACHE_REDIS_DB": self.redis_db,
+            "CACHE_KEY_PREFIX": f"bench{os.getpid()}:",
+            "TASKIQ_BROKER": "memory",
+            "COOKIE_SECURE": "false",  # plain http on loopback
+            # The limiter runs on every request (its cost is part of the measurement) with a
+            # limit no run reaches.
+            "RATE_LIMIT_DEFAULT": "1000000000/minute",
+            "RATE_LIMIT_ANONYMOUS": "1000000000/minute",
+            "FLOOR_DSN": f"{PG}/{self.db}",
+            "ADMIN_PASSWORD": ADMIN["password"],
+        }
+        self.rows: list[Row] = []
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def psql(self, sql: str) -> None:
+        subprocess.run(
+            ["psql", f"{PG}/postgres", "-qc", sql], check=True, stdout=subprocess.DEVNULL
+        )
+
+    def app(self, *args: str, env: dict[str, str] | None = None) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "src.interfaces.cli", *args],
+            cwd=BACKEND,
+            env=env or self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def ours(self, *, workers: int = 1, **env: str) -> Server:
+        command = [sys.executable, "-m", "src.interfaces.cli", "serve", "--port", "8101"]
+        command += ["--workers", str(workers)]
+        return Server(command, 8101, {**self.env, **env}, self.workdir / "ours.log")
+
+    def floor(self) -> Server:
+        command = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--port", "8102"]
+        command += ["--no-access-log", "--log-level", "warning"]
+        return Server(command, 8102, self.env, self.workdir / "floor.log")
+
+    def measure(self, url: str, server: Server, **options: object) -> Run:
+        """Warm up, then the median (by requests/s) of `--repeat` runs."""
+        seconds = self.options.seconds
+        connections = int(options.pop("connections", self.options.connections))  # type: ignore[call-overload]
+        wrk(url, seconds=self.options.warmup, connections=connections, **options)  # type: ignore[arg-type]
+        runs = [
+            wrk(url, seconds=seconds, connections=connections, server=server.processes, **options)  # type: ignore[arg-type]
+            for _ in range(self.options.repeat)
+        ]
+        middle = sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
+        middle.errors = sum(run.errors for run in runs)
+        return middle
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.psql(f"DROP DATABASE IF EXISTS {self.db}")
+        self.psql(f"CREATE DATABASE {self.db}")
+        subprocess.run(
+            ["redis-cli", "-n", self.redis_db, "flushdb"], check=True, stdout=subprocess.DEVNULL
+        )
+        self.app("migrate", "upgrade")
+        self.app("seed")
+        self.app("create-superuser", "--username", ADMIN["username"], "--email", ADMIN["email"])
+
+    def login(self, base: str, username: str, password: str) -> str:
+        response = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        response.raise_for_status()
+        return response.cookies["session"]
+
+    def run(self) -> None:
+        self.setup()
+        floor = self.floor()
+        ours = self.ours(CACHE_ENABLED="false")
+        try:
+            with httpx.Client(base_url=ours.url) as client:
+                client.post("/api/v1/users", json=USER).raise_for_status()
+                for n in range(20):  # a page of users to list
+                    extra = {**USER, "username": f"user{n}", "email": f"user{n}@example.com"}
+                    client.post("/api/v1/users", json=extra).raise_for_status()
+            cookie = self.login(ours.url, USER["username"], USER["password"])
+            admin = self.login(ours.url, ADMIN["username"], ADMIN["password"])
+            me = {"Cookie": f"session={cookie}"}
+            # Both must answer before they are measured.
+            assert httpx.get(f"{ours.url}/api/v1/users/me", headers=me).status_code == 200
+            assert httpx.get(f"{floor.url}/me", headers=me).status_code == 200
+
+            self.row(
+                "public profile, cache off",
+                ours,
+                f"{ours.url}/api/v1/users/bench",
+                floor,
+                f"{floor.url}/users/bench",
+                old="profile",
+            )
+            self.row(
+                "`GET /users/me/` (database session)",
+                ours,
+                f"{ours.url}/api/v1/users/me",
+                floor,
+                f"{floor.url}/me",
+                headers=me,
+                old="me",
+            )
+            self.row(
+                "users list, 10 per page (superuser)",
+                ours,
+                f"{ours.url}/api/v1/users?items_per_page=10",
+                headers={"Cookie": f"session={admin}"},
+                old="list",
+            )
+            self.row(
+                "trivial (`/health` vs `/plain`)",
+                ours,
+                f"{ours.url}/health",
+                floor,
+                f"{floor.url}/plain",
+            )
+            self.row(
+                "`GET /users/me/`, 256 connections",
+                ours,
+                f"{ours.url}/api/v1/users/me",
+                floor,
+                f"{floor.url}/me",
+                headers=me,
+                connections=256,
+            )
+            self.login_rows(ours)
+        finally:
+            ours.stop()
+
+        ours = self.ours(CACHE_ENABLED="true")
+        try:
+            self.row(
+                "public profile, Redis cache on",
+                ours,
+                f"{ours.url}/api/v1/users/bench",
+                floor,
+                f"{floor.url}/users/bench",
+            )
+        finally:
+            ours.stop()
+
+        single = next(r for r in self.rows if r.name.startswith("`GET /users/me/` (database"))
+        ours = self.ours(workers=2, CACHE_ENABLED="false")
+        try:
+            run = self.measure(f"{ours.url}/api/v1/users/me", ours, headers=me)
+            self.rows.append(
+                Row(
+                    "`GET /users/me/`, 2 workers",
+                    run,
+                    floor=None,
+                    note=f"{run.rps / single.ours.rps:.2f}x one worker",
+                    extra={"scale": run.rps / single.ours.rps},
+                )
+            )
+            print(self.rows[-1].name, f"{run.rps:.0f} rps", self.rows[-1].note, flush=True)
+        finally:
+            ours.stop()
+            floor.stop()
+
+    def row(
+        self,
+        name: str,
+        ours: Server,
+        ours_url: str,
+        floor: Server | None = None,
+        floor_url: str | None = None,
+        *,
+        old: str | None = None,
+        **options: object,
+    ) -> None:
+        mine = self.measure(ours_url, ours, **dict(options))
+        theirs = self.measure(floor_url, floor, **dict(options)) if floor and floor_url else None
+        note = f"{mine.rps / OLD[old]:.1f}x old boilerplate" if old else ""
+        self.rows.append(Row(name, mine, theirs, note))
+        ratio = f" = {mine.rps / theirs.rps:.2f}x floor" if theirs else ""
+        print(name, f"{mine.rps:.0f} rps", ratio, note, f"errors {mine.errors}", flush=True)
+
+    def login_rows(self, ours: Server) -> None:
+        """Logins per second, and `/health` latency when idle and during a login flood."""
+        health = f"{ours.url}/health"
+        idle = self.measure(health, ours, connections=4, threads=1)
+        flood = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                "-c16",
+                f"-d{self.options.seconds + self.options.warmup + 2}s",
+                "-s",
+                str(BENCH / "login.lua"),
+                f"{ours.url}/api/v1/auth/login",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1)
+        try:
+            busy = self.measure(health, ours, connections=4, threads=1)
+        finally:
+            out, _ = flood.communicate(timeout=self.options.seconds * self.options.repeat + 120)
+        logins = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        login_errors = int(non2xx.group(1)) if non2xx else 0
+        login_run = Run(logins, login_errors, 0.0, 0.0, 0.0)
+        self.rows.append(
+            Row("logins/s (argon2id)", login_run, note=f"{logins / OLD['login']:.0f}x old (bcrypt)")
+        )
+        self.rows.append(
+            Row(
+                "`/health` p99: idle -> during a login flood",
+                busy,
+                note=f"{idle.p99_ms:.1f} ms -> {busy.p99_ms:.1f} ms "
+                f"({busy.p99_ms / max(idle.p99_ms, 0.001):.1f}x)",
+                extra={"idle_p99": idle.p99_ms, "busy_p99": busy.p99_ms},
+            )
+        )
+        print(self.rows[-2].name, f"{logins:.1f}/s", "errors", login_errors, flush=True)
+        print(self.rows[-1].name, self.rows[-1].note, flush=True)
+
+    def cleanup(self) -> None:
+        with _suppress_missing():
+            self.psql(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- report -------------------------------------------------------------------------------
+
+    def table(self) -> str:
+        lines = [
+            "| work | ours | floor | ours / floor | errors | notes |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            ours = f"{row.ours.rps:,.0f} rps"
+            if row.ours.cpu_ms:
+                ours += f", {row.ours.cpu_ms:.2f} ms CPU/req, p99 {row.ours.p99_ms:.1f} ms"
+            floor = ratio = "-"
+            if row.floor is not None:
+                floor = f"{row.floor.rps:,.0f} rps, {row.floor.cpu_ms:.2f} ms CPU/req"
+                ratio = f"{row.ours.rps / row.floor.rps:.2f}"
+            errors = row.ours.errors + (row.floor.errors if row.floor else 0)
+            lines.append(f"| {row.name} | {ours} | {floor} | {ratio} | {errors} | {row.note} |")
+        return "\n".join(lines)
+
+    def errors(self) -> int:
+        return sum(r.ours.errors + (r.floor.errors if r.floor else 0) for r in self.rows)
+
+
+HEADER = """# Performance
+
+Measured by `backend/benchmarks/run.py` (see its docstring) on {machine}: one uvicorn worker
+unless said, wrk `-t2 -c{connections}`, {seconds} s after a {warmup} s warm-up, median of
+{repeat}. The product runs the production profile (Postgres, database sessions, Redis cache and
+rate limits; CSRF, rate limits, access log and metrics on). "floor" is a bare Starlette +
+asyncpg + orjson app doing the same query (`benchmarks/floor_app.py`). "old boilerplate" is the
+Benav Labs boilerplate of June 2025 as recorded in issue 6 on this kind of machine. Compare the
+ratios: absolute numbers move with the machine and with what else runs on it.
+
+"""
+
+
+def main(argv: list[str] | None = None, report: Callable[[str], None] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="smoke: 2 s per row, no repeat")
+    parser.add_argument("--output", type=Path, default=None, help=f"default: {DOCS} (full runs)")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.seconds, options.warmup, options.repeat = 2, 1, 1
+    for tool in ("wrk", "psql", "redis-cli"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed (apt-get install wrk postgresql-client)")
+    bench = Bench(options)
+    try:
+        bench.run()
     finally:
-        product.terminate()
-        bare.terminate()
-    print(f"product GET /api/v1/users/me: {ours:8.0f} req/s")
-    print(f"bare Starlette + asyncpg:     {theirs:8.0f} req/s")
-    print(f"ratio: {ours / theirs:.2f} (target >= 0.33)")
+        bench.cleanup()
+    machine = f"{psutil.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB"
+    text = HEADER.format(machine=machine, **vars(options)) + bench.table() + "\n"
+    print("\n" + bench.table())
+    output = options.output or (None if options.quick else DOCS)
+    if output is not None:
+        output.write_text(text)
+        print(f"\nwritten to {output}")
+    errors = bench.errors()
+    if errors:
+        print(f"\n{errors} failed requests", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
