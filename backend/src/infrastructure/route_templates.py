@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.routing import iter_route_contexts
 from starlette.requests import Request
 from starlette.routing import compile_path
+from starlette.types import Scope
 
 _STATE_KEY = "route_templates"
 
@@ -32,18 +33,23 @@ def all_route_templates(app: Any) -> set[str]:
 
 def route_template(request: Request) -> str:
     """The full template of the route this request matched; the raw path when none did."""
-    route = request.scope.get("route")
+    return scope_route_template(request.scope) or request.url.path
+
+
+def scope_route_template(scope: Scope) -> str | None:
+    """`route_template` for a raw ASGI scope (middleware); None when no route matched."""
+    route = scope.get("route")
     if route is None:
-        return request.url.path
-    state = request.app.state
+        return None
+    state = scope["app"].state
     templates: dict[int, list[str]] | None = getattr(state, _STATE_KEY, None)
     if templates is None or id(route) not in templates:  # first request, or routes added
-        templates = route_templates(request.app)
+        templates = route_templates(scope["app"])
         setattr(state, _STATE_KEY, templates)
     candidates = templates.get(id(route))
     if not candidates:
-        return str(getattr(route, "path", request.url.path))
+        return str(getattr(route, "path", scope["path"]))
     if len(candidates) == 1:
         return candidates[0]
-    path = request.scope["path"]  # one route included under several prefixes
+    path = scope["path"]  # one route included under several prefixes
     return next((t for t in candidates if compile_path(t)[0].match(path)), candidates[0])

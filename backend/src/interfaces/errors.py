@@ -1,8 +1,10 @@
 """Exception handlers: every error is `{"detail": ...}` JSON with the right status.
 
 Domain exceptions map to their status; validation errors name the field but never echo the
-input (it may be a password); anything unexpected is logged with its stack trace and answered
-with a bare 500 carrying the request id, never the trace.
+input (it may be a password); a dependency that is down or saturated (database unreachable,
+pool exhausted, Redis unreachable) is a 503 with `Retry-After`, logged once with the request
+id; anything unexpected is logged with its stack trace and answered with a bare 500 carrying
+the request id, never the trace.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, DBAPIError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
@@ -51,9 +56,39 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse({"detail": [_clean(error) for error in exc.errors()]}, status_code=422)
 
 
+RETRY_AFTER_SECONDS = 1
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 + Retry-After: the database or a Redis is down, or the pool has no connection free
+    within `DATABASE_POOL_TIMEOUT`. One warning line (the request id is in the log context)."""
+    what = "database connection pool exhausted" if isinstance(exc, PoolTimeoutError) else None
+    logger.warning(
+        "dependency unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        what or f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+    )
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **_request_id_headers(request)}
+    return JSONResponse(
+        {"detail": "Service temporarily unavailable, try again shortly"},
+        status_code=503,
+        headers=headers,
+    )
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, PoolTimeoutError | ConnectionError | TimeoutError | RedisConnectionError)
+
+
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """SQLSTATE class 22 (data exception: a value the schemas let through but the database
-    refuses, say a NUL character in text on Postgres) is bad input, 422; the rest is a 500."""
+    refuses, say a NUL character in text on Postgres) is bad input, 422; a lost connection is a
+    503; the rest is a 500."""
+    if _is_unavailable(exc):
+        return await unavailable_handler(request, exc)
     code = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
     if not (isinstance(exc, DataError) or code.startswith("22")):
         return await unhandled_error_handler(request, exc)
@@ -63,6 +98,8 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if _is_unavailable(exc):
+        return await unavailable_handler(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
         {"detail": "Internal server error"}, status_code=500, headers=_request_id_headers(request)
@@ -74,4 +111,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DBAPIError, database_error_handler)
+    unavailable_errors = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
+    for unavailable in (*unavailable_errors, ConnectionError, TimeoutError):
+        app.add_exception_handler(unavailable, unavailable_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

@@ -1,7 +1,8 @@
 """The FastAPI application: `src.interfaces.main.app`.
 
-Middleware order (outermost first): request id, metrics and access log, security headers,
-CSRF cookie, CORS, body size limit, GZip, trailing slash. All pure ASGI.
+Middleware (outermost first): the edge (request id, trailing slash, body limit, gzip, security
+and rate-limit headers, CSRF cookie, metrics and access log: `src/interfaces/edge.py`), then
+CORS when origins are configured. Both pure ASGI.
 """
 
 from __future__ import annotations
@@ -12,28 +13,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 
 import src.modules.models  # noqa: F401 - registers every model on Base.metadata
-from src.infrastructure.auth.csrf import CSRFCookieMiddleware
 from src.infrastructure.cache import reset_cache_backend
 from src.infrastructure.config import Environment, settings
 from src.infrastructure.database.session import dispose_engine, pool_status
-from src.infrastructure.logging.request_id import RequestIdMiddleware
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
-from src.infrastructure.observability.middleware import ObservabilityMiddleware
 from src.infrastructure.redis_client import close_redis_clients
-from src.infrastructure.security.body_limit import BodySizeLimitMiddleware
-from src.infrastructure.security.headers import SecurityHeadersMiddleware
 from src.infrastructure.security.validator import validate_settings
 from src.infrastructure.taskiq.brokers import default_broker, start_broker, stop_broker
 from src.interfaces.api.v1 import router as api_v1_router
 from src.interfaces.docs import add_docs
+from src.interfaces.edge import EdgeMiddleware
 from src.interfaces.errors import register_error_handlers
 from src.interfaces.health import router as health_router
 from src.interfaces.metrics import router as metrics_router
-from src.interfaces.trailing_slash import TrailingSlashMiddleware
 
 
 @asynccontextmanager
@@ -78,10 +73,7 @@ def create_app() -> FastAPI:
     app.include_router(api_v1_router)
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can
-    # receive (a 413 and CORS preflights included) passes the cookie and header layers.
-    app.add_middleware(TrailingSlashMiddleware)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # receive (a 413 and CORS preflights included) passes the edge's cookie and header work.
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -97,13 +89,11 @@ def create_app() -> FastAPI:
                 "X-RateLimit-Reset",
             ],
         )
-    app.add_middleware(CSRFCookieMiddleware)
     app.add_middleware(
-        SecurityHeadersMiddleware,
+        EdgeMiddleware,
+        max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
     )
-    app.add_middleware(ObservabilityMiddleware)
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -65,7 +65,7 @@ async def test_profile_is_served_from_the_cache_until_the_user_changes(
     client, db_session, cache_backend, monkeypatch
 ):
     user = await create_user(db_session, name="Alice Old")
-    reads = count_calls(monkeypatch, UserService, "get_by_username")
+    reads = count_calls(monkeypatch, UserService, "get_public_profile")
     path = f"{USERS}/{user['username']}"
 
     first = await client.get(path)
@@ -195,7 +195,7 @@ async def test_cache_disabled_reads_the_database_every_time(
 ):
     monkeypatch.setattr(settings, "CACHE_ENABLED", False)
     user = await create_user(db_session)
-    reads = count_calls(monkeypatch, UserService, "get_by_username")
+    reads = count_calls(monkeypatch, UserService, "get_public_profile")
 
     for _ in range(3):
         assert (await client.get(f"{USERS}/{user['username']}")).status_code == 200
@@ -240,7 +240,7 @@ async def test_50_concurrent_requests_for_one_profile_read_the_database_once(
     monkeypatch.setattr(settings, "RATE_LIMIT_ENABLED", False)
     payload = build_user_create_payload()
     assert (await committed_client.post(f"{USERS}/", json=payload)).status_code == 201
-    reads = count_calls(monkeypatch, UserService, "get_by_username", delay=0.2)
+    reads = count_calls(monkeypatch, UserService, "get_public_profile", delay=0.2)
 
     responses = await asyncio.gather(
         *(committed_client.get(f"{USERS}/{payload['username']}") for _ in range(50))

@@ -52,13 +52,18 @@ class Settings(BaseSettings):
     # --- database ------------------------------------------------------------------------------
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/app.db"
     DATABASE_ECHO: bool = False
+    # Connections per process. Overflow connections are opened under load and closed as soon as
+    # they are returned, so a sustained load above the pool size reconnects on every request
+    # (measured: a third of a read's CPU); size the pool instead (docs/performance.md).
     DATABASE_POOL_SIZE: int = 10
-    DATABASE_MAX_OVERFLOW: int = 10
-    DATABASE_POOL_TIMEOUT: float = 10.0
+    DATABASE_MAX_OVERFLOW: int = 0
+    # Seconds a request waits for a pooled connection before it answers 503 + Retry-After.
+    DATABASE_POOL_TIMEOUT: float = 2.0
     DATABASE_POOL_RECYCLE: int = 1800
-    # Test each pooled connection before use (one round trip) so a restarted database or a
-    # dropped connection never fails a request.
-    DATABASE_POOL_PRE_PING: bool = True
+    # A connection idle in the pool for longer than this is pinged before use, so a restarted
+    # database or a dropped idle connection never fails a request; a busy pool never pings
+    # (no round trip on the hot path). 0 pings before every use; a negative value never pings.
+    DATABASE_POOL_PING_IDLE_SECONDS: float = 10.0
 
     # --- sessions and cookies ------------------------------------------------------------------
     # database: the user_sessions table; redis: REDIS_URL (shared, survives restarts);
@@ -86,6 +91,9 @@ class Settings(BaseSettings):
     ARGON2_TIME_COST: int = 2
     ARGON2_MEMORY_COST_KIB: int = 19_456
     ARGON2_PARALLELISM: int = 1
+    # Hashes run at once per process, in a thread pool of their own; 0 = one less than the
+    # cores (at least one), so a login flood never takes the event loop's core.
+    PASSWORD_HASH_THREADS: int = 0
 
     # --- network -------------------------------------------------------------------------------
     # How many reverse proxies in front of the app append to X-Forwarded-For (0 = trust none).
@@ -133,6 +141,10 @@ class Settings(BaseSettings):
     # Applied where no tier/route rule matches, in `limits` notation ("100/minute").
     RATE_LIMIT_DEFAULT: str = "120/minute"
     RATE_LIMIT_ANONYMOUS: str = "60/minute"
+    # Redis storage: each process admits hits from a local allowance and settles them with
+    # Redis at least this often (no round trip per request); 0 = one round trip per hit.
+    # Limits under 100 per window are always exact (see src/infrastructure/ratelimit).
+    RATE_LIMIT_SYNC_INTERVAL_SECONDS: float = 0.25
 
     # --- logging and metrics -----------------------------------------------------------------
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -3,10 +3,24 @@
 Every route that touches the database depends on `async_session`, so
 `app.dependency_overrides[async_session] = ...` redirects all reads and writes (tests do this).
 The engine is created on first use, so importing the app opens no connection.
+
+The per-request budget (see docs/performance.md):
+- A request holds at most one pooled connection: one session per request, taken at its first
+  statement and handed back when the endpoint returns (`DBSession` is a function-scoped
+  dependency), before the response is serialised and sent.
+- Safe-method requests run in autocommit: no BEGIN/ROLLBACK round trips.
+- No pre-ping on the hot path: a connection is pinged before use only when it sat idle in the
+  pool for longer than `DATABASE_POOL_PING_IDLE_SECONDS` (a busy pool never pings; a restarted
+  database or a dropped idle connection is still caught before a request uses it). A connection
+  that dies while in use invalidates the pool (SQLAlchemy's disconnect handling) and the request
+  answers 503 (`interfaces/errors.py`).
+- A dry pool is a fast 503: a request waits at most `DATABASE_POOL_TIMEOUT` seconds for a
+  connection, then answers 503 with `Retry-After`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,10 +57,33 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
         "max_overflow": settings.DATABASE_MAX_OVERFLOW,
         "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
         "pool_recycle": settings.DATABASE_POOL_RECYCLE,
-        "pool_pre_ping": settings.DATABASE_POOL_PRE_PING,
     }
     options.update(overrides)
-    return create_async_engine(url, echo=echo, **options)
+    engine = create_async_engine(url, echo=echo, **options)
+    idle = settings.DATABASE_POOL_PING_IDLE_SECONDS
+    if idle >= 0 and not options.get("pool_pre_ping"):
+        dialect = engine.dialect
+        event.listen(engine.sync_engine, "checkin", _stamp_checkin)
+
+        def ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+            checked_in = record.info.get(_CHECKED_IN)
+            if checked_in is None or time.monotonic() - checked_in <= idle:
+                return  # new, or used moments ago: no round trip
+            try:
+                dialect.do_ping(dbapi_connection)
+            except Exception as error:
+                # The pool discards this connection and checks out (or opens) another one.
+                raise DisconnectionError(str(error)) from error
+
+        event.listen(engine.sync_engine, "checkout", ping_if_idle)
+    return engine
+
+
+_CHECKED_IN = "checked_in_at"
+
+
+def _stamp_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN] = time.monotonic()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -113,8 +151,11 @@ async def dispose_engine() -> None:
         await get_engine().dispose()
 
 
-DBSession = Annotated[AsyncSession, Depends(async_session)]
-"""The type routes and dependencies declare to receive the request's database session."""
+DBSession = Annotated[AsyncSession, Depends(async_session, scope="function")]
+"""The type routes and dependencies declare to receive the request's database session.
+
+Function-scoped: the session (and its connection) is closed as soon as the endpoint returns,
+not after the response has been sent to a slow client."""
 
 
 def pool_status() -> dict[str, int] | None:

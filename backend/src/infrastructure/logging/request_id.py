@@ -1,13 +1,14 @@
-"""Request ids: accept a sane `X-Request-ID` or make one, expose it to logs, echo it back."""
+"""Request ids: accept a sane `X-Request-ID` or make one, and expose it to logs and tasks.
+
+The edge middleware (`src/interfaces/edge.py`) calls `request_id_for` once per request, sets
+`request_id_var` for the request's duration and echoes the id in the response header.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
-
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -19,29 +20,10 @@ def current_request_id() -> str | None:
     return request_id_var.get()
 
 
-class RequestIdMiddleware:
-    """Pure ASGI: sets `scope["state"]["request_id"]`, the context variable and the header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
-            "latin-1"
-        )
-        request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
+def request_id_for(incoming: bytes | None) -> str:
+    """The client's id when it is sane (letters, digits, `._:-`, at most 128), else a new one."""
+    if incoming:
+        text = incoming.decode("latin-1")
+        if _VALID.match(text):
+            return text
+    return os.urandom(16).hex()

@@ -3,24 +3,79 @@
 Everything goes through one handler on the root logger, so uvicorn's, SQLAlchemy's and the
 app's own records share the format, and every line carries the request id of the request (or
 task) it belongs to.
+
+The one exception is the access log, written once per request: it skips the standard library
+(a LogRecord, handler lookups and a formatter cost a fifth of a trivial request) and renders its
+line straight to the same stream with orjson, through structlog's filtering bound logger, which
+drops lines below `LOG_LEVEL` for nearly nothing. Same format, same keys, same stream.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 from src.infrastructure.config import Environment, settings
 from src.infrastructure.logging.request_id import current_request_id
 
 
-def _add_request_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     request_id = current_request_id()
     if request_id is not None:
         event.setdefault("request_id", request_id)
     return event
+
+
+def _add_access_logger_name(_: Any, __: str, event: Any) -> Any:
+    event["logger"] = "src.access"
+    return event
+
+
+def _orjson_text(event: Any, **_: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
+class _StderrLogger:
+    """Writes each line to whatever `sys.stderr` is at the time (tests and tools swap it)."""
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    debug = info = warning = error = critical = msg
+
+
+def _build_access_log(as_json: bool) -> Any:
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return structlog.wrap_logger(
+        _StderrLogger(),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _add_request_id,
+            structlog.processors.add_log_level,
+            _add_access_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.LOG_LEVEL]
+        ),
+        cache_logger_on_first_use=True,
+    )
+
+
+access_log: Any = None
+"""The access log's logger (`access_log.info("request", ...)`); set by `configure_logging`."""
 
 
 def configure_logging() -> None:
@@ -61,3 +116,5 @@ def configure_logging() -> None:
         logging.getLogger(name).propagate = True
     # The access line comes from the app's own middleware (with route and request id).
     logging.getLogger("uvicorn.access").disabled = True
+    global access_log
+    access_log = _build_access_log(as_json)

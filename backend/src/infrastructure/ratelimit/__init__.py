@@ -5,6 +5,7 @@ Which limit applies to whom (tiers, routes, login throttling) is decided in
 """
 
 from src.infrastructure.ratelimit.limiter import (
+    RATE_LIMIT_HEADERS_KEY,
     LimitStatus,
     RateLimiter,
     build_storage,
@@ -17,6 +18,7 @@ from src.infrastructure.ratelimit.limiter import (
 from src.infrastructure.route_templates import all_route_templates, route_template
 
 __all__ = [
+    "RATE_LIMIT_HEADERS_KEY",
     "LimitStatus",
     "RateLimiter",
     "all_route_templates",

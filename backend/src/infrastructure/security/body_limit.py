@@ -1,14 +1,16 @@
 """Refuse request bodies over `MAX_REQUEST_BODY_BYTES` with a JSON 413, before anyone buffers them.
 
-Written here because Starlette's own `RequestBodyLimitMiddleware` answers a declared oversize
-body with plain text, and every error of this API is `{"detail": ...}` JSON.
+The edge middleware (`src/interfaces/edge.py`) refuses a declared oversize body
+(`Content-Length`) at once, and counts the bytes of a body of undeclared length as they arrive.
+Written here because Starlette's own limit answers with plain text, and every error of this API
+is `{"detail": ...}` JSON.
 """
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
 
 class BodyTooLargeError(HTTPException):
@@ -18,44 +20,22 @@ class BodyTooLargeError(HTTPException):
         super().__init__(413, f"Request body is larger than {max_bytes} bytes")
 
 
-class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+def too_large_response(max_bytes: int) -> JSONResponse:
+    error = BodyTooLargeError(max_bytes)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
-            return
-        received = 0
-        response_started = False
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
-            return message
+def counting_receive(receive: Receive, max_bytes: int) -> Receive:
+    """`receive`, raising BodyTooLargeError once more than `max_bytes` of body arrived."""
+    received = 0
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise BodyTooLargeError(max_bytes)
+        return message
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLargeError:
-            if response_started:  # pragma: no cover - an app that answers before reading
-                raise
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLargeError(self.max_bytes)
-        response = JSONResponse({"detail": error.detail}, status_code=error.status_code)
-        await response(scope, receive, send)
+    return wrapped

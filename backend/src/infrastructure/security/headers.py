@@ -1,9 +1,10 @@
-"""Security response headers, added by a pure ASGI middleware on every HTTP response."""
+"""Security response headers: which ones every HTTP response carries.
+
+Added by the edge middleware (`src/interfaces/edge.py`) to every response, unless the route
+already set the same header.
+"""
 
 from __future__ import annotations
-
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The API answers JSON only; the docs pages load Swagger/ReDoc assets from their CDN.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -14,32 +15,22 @@ DOCS_CSP = (
     "worker-src 'self' blob:; frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs", "/redoc", "/admin")
+HSTS = "max-age=63072000; includeSubDomains"
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.static = [
-            ("X-Content-Type-Options", "nosniff"),
-            ("X-Frame-Options", "DENY"),
-            ("Referrer-Policy", "strict-origin-when-cross-origin"),
-            ("Cross-Origin-Opener-Policy", "same-origin"),
-        ]
-        if hsts:
-            self.static.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
+    """The static headers (raw, lower-case names), HSTS when the site is served over TLS."""
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"strict-origin-when-cross-origin"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if hsts:
+        headers.append((b"strict-transport-security", HSTS.encode()))
+    return headers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.static:
-                    headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", csp)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def content_security_policy(path: str) -> bytes:
+    """The CSP for a path: the docs pages need their scripts and styles; the API needs none."""
+    return (DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP).encode()

@@ -19,17 +19,10 @@ from src.infrastructure.auth.tokens import hash_token, new_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import UTCDateTime, utcnow
 from src.modules.auth.models import UserSession
+from src.modules.user.crud import READ_COLUMNS
 from src.modules.user.models import User
 
-USER_COLUMNS = (
-    User.id,
-    User.name,
-    User.username,
-    User.email,
-    User.is_superuser,
-    User.tier_id,
-    User.created_at,
-)
+USER_COLUMNS = READ_COLUMNS  # the caller is resolved with what `UserRead` shows
 
 
 USER_KEYS = tuple(column.key for column in USER_COLUMNS)

@@ -5,8 +5,9 @@ for the login route.
 dependencies and before the endpoint (and so before any `@cache`d endpoint can answer from the
 cache). It resolves the caller once per request (`resolve_session`, which the route's
 `CurrentUser` then reuses), picks the limit (`service.select_limit`), counts the request
-atomically, and either sets `X-RateLimit-Limit/Remaining/Reset` on the response or raises a 429
-with `Retry-After` and the same headers. `RATE_LIMIT_ENABLED=false` turns both off.
+atomically, and either leaves `X-RateLimit-Limit/Remaining/Reset` in the request scope (the
+edge middleware adds them to whatever response the request gets, a cached one included) or
+raises a 429 with `Retry-After` and the same headers. `RATE_LIMIT_ENABLED=false` turns both off.
 """
 
 # No `from __future__ import annotations` here: `throttle_logins` builds a dependency whose
@@ -15,13 +16,19 @@ with `Retry-After` and the same headers. `RATE_LIMIT_ENABLED=false` turns both o
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 
 from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.observability.metrics import RATE_LIMIT_REJECTIONS
-from src.infrastructure.ratelimit import get_rate_limiter, ip_bucket, parse_limit, route_template
+from src.infrastructure.ratelimit import (
+    RATE_LIMIT_HEADERS_KEY,
+    get_rate_limiter,
+    ip_bucket,
+    parse_limit,
+    route_template,
+)
 from src.modules.auth.permissions import resolve_session
 from src.modules.common.exceptions import NotAuthenticatedError, RateLimitedError
 from src.modules.rate_limit.login_throttle import login_throttle, normalise_account
@@ -46,7 +53,7 @@ def _refuse_malformed_defaults() -> None:
 _refuse_malformed_defaults()
 
 
-async def enforce_rate_limit(request: Request, response: Response, db: DBSession) -> None:
+async def enforce_rate_limit(request: Request, db: DBSession) -> None:
     if not settings.RATE_LIMIT_ENABLED:
         return
     context = await resolve_session(request, db)
@@ -67,11 +74,10 @@ async def enforce_rate_limit(request: Request, response: Response, db: DBSession
     status = await get_rate_limiter().hit(item, budget, caller)
     if status is None:  # the storage is down: fail open (logged by the limiter)
         return
-    headers = status.headers()
     if not status.allowed:
         RATE_LIMIT_REJECTIONS.labels(route_template(request)).inc()
-        raise RateLimitExceededError(retry_after=status.retry_after, headers=headers)
-    response.headers.update(headers)
+        raise RateLimitExceededError(retry_after=status.retry_after, headers=status.headers())
+    request.scope[RATE_LIMIT_HEADERS_KEY] = status.raw_headers()
 
 
 class _Credentials(Protocol):

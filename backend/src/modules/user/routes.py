@@ -44,8 +44,7 @@ async def read_me(user: CurrentUser) -> dict[str, Any]:
 @cache(profile_cache_key)
 async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
     """Anyone's public profile (cached; every write to the user drops it)."""
-    user = await UserService().get_by_username(username=username, db=db)
-    return UserPublic.model_validate(user).model_dump()  # only public fields reach the cache
+    return await UserService().get_public_profile(username=username, db=db)
 
 
 @router.patch("/{username}", response_model=UserRead)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.auth.passwords import hash_password, verify_password
 from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
+from src.infrastructure.database.statements import fetch_all, fetch_one
 from src.modules.auth.store import get_session_store
 from src.modules.common.exceptions import (
     BadRequestError,
@@ -23,7 +24,7 @@ from src.modules.common.exceptions import (
 from src.modules.common.schemas import PageParams, build_page
 from src.modules.common.transactions import commit_or_conflict
 from src.modules.tier.service import TierService
-from src.modules.user.crud import crud_users
+from src.modules.user.crud import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE, crud_users
 from src.modules.user.schemas import (
     UserCreate,
     UserCreateInternal,
@@ -56,16 +57,27 @@ class UserService:
             raise ResourceNotFoundError("User not found")
         return user
 
+    async def get_public_profile(self, *, username: str, db: AsyncSession) -> dict[str, Any]:
+        """What anyone may see of a user (`UserPublic`); the hot read of public profiles."""
+        user = await fetch_one(db, PUBLIC_PROFILE, {"username": username.lower()})
+        if user is None:
+            raise ResourceNotFoundError("User not found")
+        return user
+
     async def list(self, *, params: PageParams, db: AsyncSession) -> dict[str, Any]:
-        result = await crud_users.get_multi(
-            db,
-            offset=params.offset,
-            limit=params.items_per_page,
-            schema_to_select=UserRead,
-            sort_columns="id",
-            is_deleted=False,
+        """Active users by id, one page, in one round trip (the total rides on every row)."""
+        rows = await fetch_all(
+            db, USERS_PAGE, {"limit": params.items_per_page, "offset": params.offset}
         )
-        return build_page(result["data"], result["total_count"], params)
+        if rows:
+            total = rows[0]["total_count"]
+        elif params.offset:  # past the end: no row carries the total
+            total = (await (await db.connection()).execute(USERS_COUNT)).scalar_one()
+        else:
+            total = 0
+        for row in rows:
+            del row["total_count"]
+        return build_page(rows, total, params)
 
     async def create(
         self, *, payload: dict[str, Any] | UserCreate, db: AsyncSession, is_superuser: bool = False

@@ -63,3 +63,40 @@ async def test_sign_up_hashes_in_a_worker_thread(client, monkeypatch):
     assert response.status_code == 201
     assert threads, "sign-up did not hash a password"
     assert all(thread is not threading.main_thread() for thread in threads)
+
+
+@pytest.mark.integration
+async def test_concurrent_hashes_are_bounded_by_their_own_pool(monkeypatch):
+    """A login flood runs at most PASSWORD_HASH_THREADS hashes at once, in threads of its
+    own (not asyncio's default executor), so the event loop keeps a core."""
+    from src.infrastructure.config import settings
+
+    monkeypatch.setattr(settings, "PASSWORD_HASH_THREADS", 2)
+    passwords._executor.cache_clear()
+    hasher = passwords._hasher()
+    real_hash = hasher.hash
+    lock = threading.Lock()
+    running, peak, names = 0, 0, set()
+
+    def slow_hash(*args, **kwargs):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            names.add(threading.current_thread().name)
+        try:
+            threading.Event().wait(0.05)
+            return real_hash(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(hasher, "hash", slow_hash)
+    try:
+        hashes = await asyncio.gather(*(passwords.hash_password(f"pw-{n}!") for n in range(8)))
+    finally:
+        passwords._executor().shutdown(wait=True)
+        passwords._executor.cache_clear()
+    assert len(set(hashes)) == 8
+    assert peak == 2
+    assert all(name.startswith("password-hash") for name in names)
