@@ -10,6 +10,13 @@ On the way out (`http.response.start`): `X-Request-ID`, the security headers and
 `X-RateLimit-*` headers the rate limiter left in the scope, and a `csrf_token` cookie when the
 request had none (unless the route set a fresh one, as login and logout do).
 
+Backpressure: at most `max_concurrent` requests run at once; the others wait their turn in
+arrival order (a FIFO semaphore) before any work is done for them, and one that waited longer
+than `queue_timeout` seconds is answered 503 with `Retry-After` without running. Under a flood
+the requests inside the app get the CPU and release their database connection quickly, instead
+of hundreds of half-started requests sharing the loop while the pool runs dry (measured at 256
+connections: 10% 503s and timeouts without it). The liveness probe is never queued.
+
 Afterwards: the request's metrics and its access log line, labelled by route template.
 
 One class rather than one per concern because each ASGI layer costs a call and a `send`
@@ -21,10 +28,12 @@ this class only wires them into one pass over the headers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.infrastructure.auth.cookies import csrf_cookie_header
@@ -41,6 +50,14 @@ from src.infrastructure.security.body_limit import (
 from src.infrastructure.security.headers import content_security_policy, security_headers
 
 
+def overloaded_response() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "The server is overloaded, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 class EdgeMiddleware:
     def __init__(
         self,
@@ -50,8 +67,14 @@ class EdgeMiddleware:
         hsts: bool,
         gzip_minimum_size: int = 1024,
         unstripped_prefixes: tuple[str, ...] = ("/admin",),
+        max_concurrent: int = 0,
+        queue_timeout: float = 5.0,
+        unqueued_paths: frozenset[str] = frozenset({"/health"}),
     ) -> None:
         self.app = app
+        self.admission = asyncio.Semaphore(max_concurrent) if max_concurrent > 0 else None
+        self.queue_timeout = queue_timeout
+        self.unqueued_paths = unqueued_paths
         self.gzip_app = GZipMiddleware(app, minimum_size=gzip_minimum_size)
         self.max_body_bytes = max_body_bytes
         self.static_headers = security_headers(hsts=hsts)
@@ -101,7 +124,16 @@ class EdgeMiddleware:
                 )
             await send(message)
 
+        admitted = False
         try:
+            if self.admission is not None and scope["path"] not in self.unqueued_paths:
+                try:
+                    async with asyncio.timeout(self.queue_timeout):
+                        await self.admission.acquire()
+                except TimeoutError:
+                    await overloaded_response()(scope, receive, send_with_headers)
+                    return
+                admitted = True
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await too_large_response(self.max_body_bytes)(scope, receive, send_with_headers)
                 return
@@ -114,6 +146,8 @@ class EdgeMiddleware:
                     raise
                 await too_large_response(self.max_body_bytes)(scope, receive, send_with_headers)
         finally:
+            if admitted:
+                self.admission.release()  # type: ignore[union-attr]
             try:  # the access line carries the request id: record before it is unset
                 record_request(
                     scope["method"],

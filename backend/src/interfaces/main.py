@@ -23,7 +23,7 @@ from src.infrastructure.observability.metrics import register_pool_collector
 from src.infrastructure.redis_client import close_redis_clients
 from src.infrastructure.security.validator import validate_settings
 from src.infrastructure.taskiq.brokers import default_broker, start_broker, stop_broker
-from src.interfaces.api.v1 import router as api_v1_router
+from src.interfaces.api.v1 import include_api_v1
 from src.interfaces.docs import add_docs
 from src.interfaces.edge import EdgeMiddleware
 from src.interfaces.errors import register_error_handlers
@@ -70,7 +70,7 @@ def create_app() -> FastAPI:
         add_docs(app)
     app.include_router(health_router)
     app.include_router(metrics_router)
-    app.include_router(api_v1_router)
+    include_api_v1(app)
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can
     # receive (a 413 and CORS preflights included) passes the edge's cookie and header work.
@@ -92,6 +92,8 @@ def create_app() -> FastAPI:
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
+        max_concurrent=settings.MAX_CONCURRENT_REQUESTS,
+        queue_timeout=settings.REQUEST_QUEUE_TIMEOUT_SECONDS,
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
     )
     return app

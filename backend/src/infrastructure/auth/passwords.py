@@ -8,12 +8,17 @@ The threads are a pool of their own, `PASSWORD_HASH_THREADS` (default: one less 
 cores, at least one). Not asyncio's default executor: that one has cores + 4 threads, so a
 login flood ran six hashes at once on two cores and starved the event loop (a `/health` p99 of
 63 ms instead of 2 ms). Hashes beyond the pool wait in its queue; the loop keeps a core.
+On Linux the hashing threads also run at a lower scheduling priority (nice +10, per thread), so
+when the cores are busy the kernel runs the event loop first: a login may wait a little
+longer, a request already being served does not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -50,9 +55,22 @@ def hash_threads() -> int:
     return configured if configured > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
+HASH_THREAD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Runs in each hashing thread as it starts: nice +10 for this thread only (Linux)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+
+
 @lru_cache(maxsize=1)
 def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=hash_threads(), thread_name_prefix="password-hash")
+    return ThreadPoolExecutor(
+        max_workers=hash_threads(),
+        thread_name_prefix="password-hash",
+        initializer=_lower_priority,
+    )
 
 
 async def _off_loop(work: Callable[..., T], *args: str) -> T:

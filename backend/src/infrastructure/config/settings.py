@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # None = on everywhere but production.
     DOCS_ENABLED: bool | None = None
     MAX_REQUEST_BODY_BYTES: int = 1_048_576
+    # Backpressure, per process: requests beyond this many at once wait their turn (in arrival
+    # order) up to REQUEST_QUEUE_TIMEOUT_SECONDS, then get 503 + Retry-After. 0 = unbounded.
+    MAX_CONCURRENT_REQUESTS: int = 64
+    REQUEST_QUEUE_TIMEOUT_SECONDS: float = 5.0
 
     # --- database ------------------------------------------------------------------------------
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/app.db"

@@ -1,6 +1,13 @@
-"""Version 1 of the HTTP API: router aggregation only, no logic."""
+"""Version 1 of the HTTP API: router aggregation only, no logic.
 
-from fastapi import APIRouter, Depends
+`include_api_v1(app)` mounts every slice's router under `/api/v1`, each rate limited before its
+own dependencies and endpoint (and any `@cache`). Each slice router is included into the app
+directly, with the prefix and the dependency, rather than through an intermediate `/api/v1`
+router: FastAPI matches included routers level by level, and the extra level cost a tenth of a
+cached read.
+"""
+
+from fastapi import APIRouter, Depends, FastAPI
 
 from src.modules.auth.routes import router as auth_router
 from src.modules.rate_limit.dependencies import enforce_rate_limit
@@ -8,13 +15,17 @@ from src.modules.rate_limit.routes import router as rate_limit_router
 from src.modules.tier.routes import router as tier_router
 from src.modules.user.routes import router as user_router
 
-# Every API route is rate limited before its own dependencies and endpoint (and any @cache).
-router = APIRouter(
-    prefix="/api/v1",
-    dependencies=[Depends(enforce_rate_limit)],
-    responses={429: {"description": "Rate limit exceeded: see Retry-After and X-RateLimit-*"}},
-)
-router.include_router(auth_router)
-router.include_router(user_router)
-router.include_router(tier_router)
-router.include_router(rate_limit_router)
+PREFIX = "/api/v1"
+ROUTERS: tuple[APIRouter, ...] = (auth_router, user_router, tier_router, rate_limit_router)
+
+
+def include_api_v1(app: FastAPI) -> None:
+    for router in ROUTERS:
+        app.include_router(
+            router,
+            prefix=PREFIX,
+            dependencies=[Depends(enforce_rate_limit)],
+            responses={
+                429: {"description": "Rate limit exceeded: see Retry-After and X-RateLimit-*"}
+            },
+        )
