@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,7 @@ def _ms(value: str, unit: str) -> float:
 def wrk(
     url: str,
     *,
-    seconds: float,
+    seconds: int,
     connections: int,
     threads: int = 2,
     headers: dict[str, str] | None = None,
@@ -122,6 +123,12 @@ def _cpu(processes: list[psutil.Process]) -> float:
     return total
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class Server:
     """A server process group on a port; `processes` are the ones that answer requests."""
 
@@ -150,6 +157,8 @@ class Server:
         return [root, *root.children(recursive=True)]
 
     def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
         with _suppress_missing():
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -193,6 +202,7 @@ class Bench:
             "ADMIN_PASSWORD": ADMIN["password"],
         }
         self.rows: list[Row] = []
+        self.servers: list[Server] = []
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -211,14 +221,20 @@ class Bench:
         )
 
     def ours(self, *, workers: int = 1, **env: str) -> Server:
-        command = [sys.executable, "-m", "src.interfaces.cli", "serve", "--port", "8101"]
+        port = free_port()
+        command = [sys.executable, "-m", "src.interfaces.cli", "serve", "--port", str(port)]
         command += ["--workers", str(workers)]
-        return Server(command, 8101, {**self.env, **env}, self.workdir / "ours.log")
+        return self.started(Server(command, port, {**self.env, **env}, self.workdir / "ours.log"))
 
     def floor(self) -> Server:
-        command = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--port", "8102"]
-        command += ["--no-access-log", "--log-level", "warning"]
-        return Server(command, 8102, self.env, self.workdir / "floor.log")
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app"]
+        command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+        return self.started(Server(command, port, self.env, self.workdir / "floor.log"))
+
+    def started(self, server: Server) -> Server:
+        self.servers.append(server)
+        return server
 
     def measure(self, url: str, server: Server, **options: object) -> Run:
         """Warm up, then the median (by requests/s) of `--repeat` runs."""
@@ -259,6 +275,8 @@ class Bench:
         try:
             with httpx.Client(base_url=ours.url) as client:
                 client.post("/api/v1/users", json=USER).raise_for_status()
+                flood = {**USER, "username": "flood", "email": "flood@example.com"}
+                client.post("/api/v1/users", json=flood).raise_for_status()  # see login.lua
                 for n in range(20):  # a page of users to list
                     extra = {**USER, "username": f"user{n}", "email": f"user{n}@example.com"}
                     client.post("/api/v1/users", json=extra).raise_for_status()
@@ -403,6 +421,13 @@ class Bench:
         print(self.rows[-1].name, self.rows[-1].note, flush=True)
 
     def cleanup(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self.errors():
+            kept = Path(tempfile.gettempdir()) / "bench-logs"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(self.workdir, kept)
+            print(f"server logs kept in {kept}", file=sys.stderr)
         with _suppress_missing():
             self.psql(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -445,8 +470,8 @@ ratios: absolute numbers move with the machine and with what else runs on it.
 
 def main(argv: list[str] | None = None, report: Callable[[str], None] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="smoke: 2 s per row, no repeat")
