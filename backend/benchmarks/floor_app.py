@@ -3,6 +3,8 @@
 - `/plain`: a constant JSON body (the yardstick for the product's `/health`).
 - `/users/{username}`: one SELECT of the public profile fields.
 - `/me`: the session cookie's keyed hash joined to its user (the product's session query).
+- `fastapi_app`: FastAPI with one `/plain` route and nothing else, to show what the framework
+  alone costs against the same Starlette route.
 
 No validation, no middleware, no ORM, no rate limit, no logs: what the hardware, the server and
 the database can do at best. The benchmark reports the product as a fraction of it.
@@ -19,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import orjson
+from fastapi import FastAPI
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -71,3 +75,16 @@ app = Starlette(
     routes=[Route("/plain", plain), Route("/users/{username}", profile), Route("/me", me)],
     lifespan=lifespan,
 )
+
+
+# The framework's own cost, for reference: FastAPI with one route, no middleware, no database.
+fastapi_app = FastAPI()
+
+
+class Health(BaseModel):
+    status: str
+
+
+@fastapi_app.get("/plain", response_model=Health)
+async def fastapi_plain() -> dict[str, str]:
+    return {"status": "ok"}

@@ -27,9 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -70,7 +70,8 @@ class Row:
     ours: Run
     floor: Run | None = None
     note: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
+    goal: str = ""
+    met: bool | None = None  # None: no goal for this row
 
 
 def _ms(value: str, unit: str) -> float:
@@ -155,6 +156,17 @@ class Server:
         else:
             raise SystemExit(f"server on {port} did not start; see {log}")
 
+    def wait_until_settled(self, workers: int) -> None:
+        """Until `workers` worker processes exist and have finished starting (idle CPU)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+            if len(children) >= workers and all(
+                child.cpu_percent(interval=0.3) < 20 for child in children
+            ):
+                return
+            time.sleep(0.2)
+
     @property
     def processes(self) -> list[psutil.Process]:
         root = psutil.Process(self.process.pid)
@@ -228,7 +240,10 @@ class Bench:
         port = free_port()
         command = [sys.executable, "-m", "src.interfaces.cli", "serve", "--port", str(port)]
         command += ["--workers", str(workers)]
-        return self.started(Server(command, port, {**self.env, **env}, self.workdir / "ours.log"))
+        server = Server(command, port, {**self.env, **env}, self.workdir / "ours.log")
+        if workers > 1:
+            server.wait_until_settled(workers)
+        return self.started(server)
 
     def floor(self) -> Server:
         port = free_port()
@@ -273,153 +288,190 @@ class Bench:
         self.setup()
         floor = self.floor()
         ours = self.ours(CACHE_ENABLED="false")
-        try:
-            with httpx.Client(base_url=ours.url) as client:
-                client.post("/api/v1/users", json=USER).raise_for_status()
-                flood = {**USER, "username": "flood", "email": "flood@example.com"}
-                client.post("/api/v1/users", json=flood).raise_for_status()  # see login.lua
-                for n in range(20):  # a page of users to list
-                    extra = {**USER, "username": f"user{n}", "email": f"user{n}@example.com"}
-                    client.post("/api/v1/users", json=extra).raise_for_status()
-            cookie = self.login(ours.url, USER["username"], USER["password"])
-            admin = self.login(ours.url, ADMIN["username"], ADMIN["password"])
-            me = {"Cookie": f"session={cookie}"}
-            # Both must answer before they are measured.
-            assert httpx.get(f"{ours.url}/api/v1/users/me", headers=me).status_code == 200
-            assert httpx.get(f"{floor.url}/me", headers=me).status_code == 200
+        with httpx.Client(base_url=ours.url) as client:
+            client.post("/api/v1/users", json=USER).raise_for_status()
+            flood = {**USER, "username": "flood", "email": "flood@example.com"}
+            client.post("/api/v1/users", json=flood).raise_for_status()  # see login.lua
+            for n in range(20):  # a page of users to list
+                extra = {**USER, "username": f"user{n}", "email": f"user{n}@example.com"}
+                client.post("/api/v1/users", json=extra).raise_for_status()
+        cookie = self.login(ours.url, USER["username"], USER["password"])
+        admin = {"Cookie": f"session={self.login(ours.url, ADMIN['username'], ADMIN['password'])}"}
+        me = {"Cookie": f"session={cookie}"}
+        # Both must answer before they are measured.
+        assert httpx.get(f"{ours.url}/api/v1/users/me", headers=me).status_code == 200
+        assert httpx.get(f"{floor.url}/me", headers=me).status_code == 200
 
-            self.row(
-                "public profile, cache off",
-                ours,
-                f"{ours.url}/api/v1/users/bench",
-                floor,
-                f"{floor.url}/users/bench",
-                old="profile",
-            )
-            self.row(
-                "`GET /users/me/` (database session)",
-                ours,
-                f"{ours.url}/api/v1/users/me",
-                floor,
-                f"{floor.url}/me",
-                headers=me,
-                old="me",
-            )
-            self.row(
-                "users list, 10 per page (superuser)",
-                ours,
-                f"{ours.url}/api/v1/users?items_per_page=10",
-                headers={"Cookie": f"session={admin}"},
-                old="list",
-            )
-            self.row(
-                "trivial (`/health` vs `/plain`)",
-                ours,
-                f"{ours.url}/health",
-                floor,
-                f"{floor.url}/plain",
-            )
-            self.row(
-                "`GET /users/me/`, 256 connections",
-                ours,
-                f"{ours.url}/api/v1/users/me",
-                floor,
-                f"{floor.url}/me",
-                headers=me,
-                connections=256,
-            )
-            self.login_rows(ours)
-        finally:
-            ours.stop()
+        self.row(
+            "public profile, cache off",
+            ours,
+            "/api/v1/users/bench",
+            floor,
+            "/users/bench",
+            old="profile",
+            floor_goal=0.40,
+            old_goal=4,
+        )
+        single = self.row(
+            "`GET /users/me/` (database session)",
+            ours,
+            "/api/v1/users/me",
+            floor,
+            "/me",
+            headers=me,
+            old="me",
+            floor_goal=0.33,
+        )
+        self.row(
+            "users list, 10 per page (superuser)",
+            ours,
+            "/api/v1/users?items_per_page=10",
+            headers=admin,
+            old="list",
+            old_goal=4,
+        )
+        self.row(
+            "trivial (`/health` vs `/plain`)", ours, "/health", floor, "/plain", floor_goal=0.5
+        )
+        self.row(
+            "`GET /users/me/`, 256 connections",
+            ours,
+            "/api/v1/users/me",
+            floor,
+            "/me",
+            headers=me,
+            connections=256,
+            goal="0 errors",
+        )
+        self.login_rows(ours)
+        ours.stop()
 
         ours = self.ours(CACHE_ENABLED="true")
-        try:
-            self.row(
-                "public profile, Redis cache on",
-                ours,
-                f"{ours.url}/api/v1/users/bench",
-                floor,
-                f"{floor.url}/users/bench",
-            )
-        finally:
-            ours.stop()
+        self.row(
+            "public profile, Redis cache on",
+            ours,
+            "/api/v1/users/bench",
+            floor,
+            "/users/bench",
+            floor_goal=0.6,
+        )
+        ours.stop()
 
-        single = next(r for r in self.rows if r.name.startswith("`GET /users/me/` (database"))
         ours = self.ours(workers=2, CACHE_ENABLED="false")
-        try:
-            run = self.measure(f"{ours.url}/api/v1/users/me", ours, headers=me)
-            self.rows.append(
-                Row(
-                    "`GET /users/me/`, 2 workers",
-                    run,
-                    floor=None,
-                    note=f"{run.rps / single.ours.rps:.2f}x one worker",
-                    extra={"scale": run.rps / single.ours.rps},
-                )
+        run = self.measure(f"{ours.url}/api/v1/users/me", ours, headers=me)
+        scale = run.rps / single.ours.rps
+        self.add(
+            Row(
+                "`GET /users/me/`, 2 workers",
+                run,
+                note=f"{scale:.2f}x one worker",
+                goal=">= 1.7x one worker",
+                met=scale >= 1.7 and not run.errors,
             )
-            print(self.rows[-1].name, f"{run.rps:.0f} rps", self.rows[-1].note, flush=True)
-        finally:
-            ours.stop()
-            floor.stop()
+        )
+        ours.stop()
+
+        # The framework's own cost: FastAPI with one route, no middleware, no database.
+        bare = self.started(
+            Server(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "benchmarks.floor_app:fastapi_app",
+                    "--port",
+                    str(port := free_port()),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                port,
+                self.env,
+                self.workdir / "fastapi.log",
+            )
+        )
+        self.row(
+            "bare FastAPI, one route (`/plain`), for reference",
+            bare,
+            "/plain",
+            floor,
+            "/plain",
+            note="the framework alone, no middleware and no database",
+        )
+        bare.stop()
+        floor.stop()
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        ratio = f" = {row.ours.rps / row.floor.rps:.2f}x floor" if row.floor else ""
+        print(
+            f"{row.name}: {row.ours.rps:.0f} rps{ratio} {row.note} errors {row.ours.errors}",
+            flush=True,
+        )
+        return row
 
     def row(
         self,
         name: str,
         ours: Server,
-        ours_url: str,
+        ours_path: str,
         floor: Server | None = None,
-        floor_url: str | None = None,
+        floor_path: str | None = None,
         *,
         old: str | None = None,
+        floor_goal: float | None = None,
+        old_goal: float | None = None,
+        goal: str = "",
+        note: str = "",
         **options: object,
-    ) -> None:
-        mine = self.measure(ours_url, ours, **dict(options))
-        theirs = self.measure(floor_url, floor, **dict(options)) if floor and floor_url else None
-        note = f"{mine.rps / OLD[old]:.1f}x old boilerplate" if old else ""
-        self.rows.append(Row(name, mine, theirs, note))
-        ratio = f" = {mine.rps / theirs.rps:.2f}x floor" if theirs else ""
-        print(name, f"{mine.rps:.0f} rps", ratio, note, f"errors {mine.errors}", flush=True)
+    ) -> Row:
+        mine = self.measure(ours.url + ours_path, ours, **dict(options))
+        theirs = None
+        if floor is not None and floor_path is not None:
+            theirs = self.measure(floor.url + floor_path, floor, **dict(options))
+        notes, goals, met = [note] if note else [], [goal] if goal else [], not mine.errors
+        if old:
+            notes.append(f"{mine.rps / OLD[old]:.1f}x old boilerplate")
+        if floor_goal is not None and theirs is not None:
+            goals.append(f">= {floor_goal}x floor")
+            met = met and mine.rps / theirs.rps >= floor_goal
+        if old_goal is not None and old:
+            goals.append(f">= {old_goal}x old")
+            met = met and mine.rps / OLD[old] >= old_goal
+        return self.add(
+            Row(name, mine, theirs, "; ".join(notes), ", ".join(goals), met if goals else None)
+        )
 
     def login_rows(self, ours: Server) -> None:
         """Logins per second, and `/health` latency when idle and during a login flood."""
-        health = f"{ours.url}/health"
-        idle = self.measure(health, ours, connections=4, threads=1)
+        idle = self.measure(f"{ours.url}/health", ours, connections=4, threads=1)
+        options = self.options
+        seconds = options.warmup + options.seconds * options.repeat + 3
+        command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(BENCH / "login.lua")]
         flood = subprocess.Popen(
-            [
-                "wrk",
-                "-t1",
-                "-c16",
-                f"-d{self.options.seconds + self.options.warmup + 2}s",
-                "-s",
-                str(BENCH / "login.lua"),
-                f"{ours.url}/api/v1/auth/login",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+            [*command, f"{ours.url}/api/v1/auth/login"], stdout=subprocess.PIPE, text=True
         )
         time.sleep(1)
         try:
-            busy = self.measure(health, ours, connections=4, threads=1)
+            busy = self.measure(f"{ours.url}/health", ours, connections=4, threads=1)
         finally:
-            out, _ = flood.communicate(timeout=self.options.seconds * self.options.repeat + 120)
+            out, _ = flood.communicate(timeout=seconds + 60)
         logins = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        login_errors = int(non2xx.group(1)) if non2xx else 0
-        login_run = Run(logins, login_errors, 0.0, 0.0, 0.0)
-        self.rows.append(
-            Row("logins/s (argon2id)", login_run, note=f"{logins / OLD['login']:.0f}x old (bcrypt)")
+        login = Run(logins, int(non2xx.group(1)) if non2xx else 0, 0.0, 0.0, 0.0)
+        self.add(
+            Row("logins/s (argon2id)", login, note=f"{logins / OLD['login']:.0f}x old (bcrypt)")
         )
-        self.rows.append(
+        growth = busy.p99_ms / max(idle.p99_ms, 0.001)
+        self.add(
             Row(
                 "`/health` p99: idle -> during a login flood",
                 busy,
-                note=f"{idle.p99_ms:.1f} ms -> {busy.p99_ms:.1f} ms "
-                f"({busy.p99_ms / max(idle.p99_ms, 0.001):.1f}x)",
-                extra={"idle_p99": idle.p99_ms, "busy_p99": busy.p99_ms},
+                note=f"{idle.p99_ms:.1f} ms -> {busy.p99_ms:.1f} ms ({growth:.1f}x)",
+                goal="<= 3x idle",
+                met=growth <= 3 and not busy.errors,
             )
         )
-        print(self.rows[-2].name, f"{logins:.1f}/s", "errors", login_errors, flush=True)
-        print(self.rows[-1].name, self.rows[-1].note, flush=True)
 
     def cleanup(self) -> None:
         for server in self.servers:
@@ -437,8 +489,8 @@ class Bench:
 
     def table(self) -> str:
         lines = [
-            "| work | ours | floor | ours / floor | errors | notes |",
-            "|---|---|---|---|---|---|",
+            "| work | ours | floor | ours / floor | errors | goal | met | notes |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in self.rows:
             ours = f"{row.ours.rps:,.0f} rps"
@@ -449,7 +501,11 @@ class Bench:
                 floor = f"{row.floor.rps:,.0f} rps, {row.floor.cpu_ms:.2f} ms CPU/req"
                 ratio = f"{row.ours.rps / row.floor.rps:.2f}"
             errors = row.ours.errors + (row.floor.errors if row.floor else 0)
-            lines.append(f"| {row.name} | {ours} | {floor} | {ratio} | {errors} | {row.note} |")
+            met = {None: "", True: "yes", False: "**no**"}[row.met]
+            lines.append(
+                f"| {row.name} | {ours} | {floor} | {ratio} | {errors} | {row.goal or '-'} "
+                f"| {met} | {row.note} |"
+            )
         return "\n".join(lines)
 
     def errors(self) -> int:
@@ -465,11 +521,20 @@ rate limits; CSRF, rate limits, access log and metrics on). "floor" is a bare St
 asyncpg + orjson app doing the same query (`benchmarks/floor_app.py`). "old boilerplate" is the
 Benav Labs boilerplate of June 2025 as recorded in issue 6 on this kind of machine. Compare the
 ratios: absolute numbers move with the machine and with what else runs on it.
-
 """
+BEGIN, END = "<!-- table: written by benchmarks/run.py -->", "<!-- end of table -->"
 
 
-def main(argv: list[str] | None = None, report: Callable[[str], None] | None = None) -> int:
+def write_report(path: Path, header: str, table: str) -> None:
+    """Write the header and the table; keep what was written by hand after the table."""
+    after = ""
+    if path.exists() and END in (old := path.read_text()):
+        after = old.split(END, 1)[1].strip("\n")
+    text = f"{header}\n{BEGIN}\n{table}\n{END}\n"
+    path.write_text(text + (f"\n{after}\n" if after else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5)
@@ -489,11 +554,10 @@ def main(argv: list[str] | None = None, report: Callable[[str], None] | None = N
     finally:
         bench.cleanup()
     machine = f"{psutil.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB"
-    text = HEADER.format(machine=machine, **vars(options)) + bench.table() + "\n"
     print("\n" + bench.table())
     output = options.output or (None if options.quick else DOCS)
     if output is not None:
-        output.write_text(text)
+        write_report(output, HEADER.format(machine=machine, **vars(options)), bench.table())
         print(f"\nwritten to {output}")
     errors = bench.errors()
     if errors:
