@@ -50,8 +50,9 @@ TaskDB = Annotated[AsyncSession, TaskiqDepends(task_session)]
 TaskReadDB = Annotated[AsyncSession, TaskiqDepends(task_read_session)]
 
 
-def task_broker() -> AsyncBroker:
-    """The broker routes send tasks to (FastAPI dependency)."""
+async def task_broker() -> AsyncBroker:
+    """The broker routes send tasks to (FastAPI dependency; async, so it runs on the loop
+    instead of in a worker thread)."""
     return default_broker
 
 

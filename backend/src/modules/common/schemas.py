@@ -31,7 +31,7 @@ class PageParams(BaseModel):
         return (self.page - 1) * self.items_per_page
 
 
-def _page_params(
+async def _page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
     items_per_page: Annotated[
         int, Query(ge=1, le=settings.MAX_PAGE_SIZE, description="Page size (capped)")
@@ -40,6 +40,8 @@ def _page_params(
     return PageParams(page=page, items_per_page=items_per_page)
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, which
+# cost a tenth of a list request.
 Pagination = Annotated[PageParams, Depends(_page_params)]
 
 
