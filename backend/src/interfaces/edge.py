@@ -10,12 +10,15 @@ On the way out (`http.response.start`): `X-Request-ID`, the security headers and
 `X-RateLimit-*` headers the rate limiter left in the scope, and a `csrf_token` cookie when the
 request had none (unless the route set a fresh one, as login and logout do).
 
-Backpressure: at most `max_concurrent` requests run at once; the others wait their turn in
-arrival order (a FIFO semaphore) before any work is done for them, and one that waited longer
-than `queue_timeout` seconds is answered 503 with `Retry-After` without running. Under a flood
+Backpressure: at most `max_concurrent` requests without a body (reads, deletes) run at once;
+the others wait their turn in arrival order (a FIFO semaphore) before any work is done for
+them, and one that waited longer than `queue_timeout` seconds is answered 503 with
+`Retry-After` without running. Requests with a body do not queue, so a client that sends its
+body slowly never holds a slot (their size is bounded, and their database use by the pool
+timeout); neither do the probes and the metrics scrape. Under a flood
 the requests inside the app get the CPU and release their database connection quickly, instead
 of hundreds of half-started requests sharing the loop while the pool runs dry (measured at 256
-connections: 10% 503s and timeouts without it). The liveness probe is never queued.
+connections: 10% 503s and timeouts without it).
 
 Afterwards: the request's metrics and its access log line, labelled by route template.
 
@@ -30,10 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import cookie_parser
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.infrastructure.auth.cookies import csrf_cookie_header
@@ -48,6 +52,15 @@ from src.infrastructure.security.body_limit import (
     too_large_response,
 )
 from src.infrastructure.security.headers import content_security_policy, security_headers
+
+QUEUED_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_RESPONSE_KEY = "edge.response"
+
+
+async def _send_scope_response(scope: Scope, receive: Receive, send: Send) -> None:
+    """An ASGI app answering with the response the edge left in the scope."""
+    response: Response = scope.pop(_RESPONSE_KEY)
+    await response(scope, receive, send)
 
 
 def overloaded_response() -> JSONResponse:
@@ -69,7 +82,8 @@ class EdgeMiddleware:
         unstripped_prefixes: tuple[str, ...] = ("/admin",),
         max_concurrent: int = 0,
         queue_timeout: float = 5.0,
-        unqueued_paths: frozenset[str] = frozenset({"/health"}),
+        unqueued_paths: frozenset[str] = frozenset({"/health", "/health/ready", "/metrics"}),
+        wrap_own_responses: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.app = app
         self.admission = asyncio.Semaphore(max_concurrent) if max_concurrent > 0 else None
@@ -79,23 +93,26 @@ class EdgeMiddleware:
         self.max_body_bytes = max_body_bytes
         self.static_headers = security_headers(hsts=hsts)
         self.unstripped_prefixes = unstripped_prefixes
+        # The edge's own answers (413, 503) pass what the app's do, e.g. CORS, so a browser
+        # can read them.
+        self.own_responses = (wrap_own_responses or (lambda inner: inner))(_send_scope_response)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        incoming_id = cookie = length = None
-        gzip = chunked = False
-        for name, value in scope["headers"]:
+        incoming_id = cookie = length = encodings = None
+        chunked = False
+        for name, value in scope["headers"]:  # the first of repeated headers counts
             if name == b"cookie":
-                cookie = value
+                cookie = cookie or value
             elif name == b"x-request-id":
-                incoming_id = value
+                incoming_id = incoming_id or value
             elif name == b"content-length":
-                length = value
+                length = length or value
             elif name == b"accept-encoding":
-                gzip = b"gzip" in value
+                encodings = encodings or value
             elif name == b"transfer-encoding":
                 chunked = True
         request_id = request_id_for(incoming_id)
@@ -124,27 +141,41 @@ class EdgeMiddleware:
                 )
             await send(message)
 
+        declared = int(length) if length is not None and length.isdigit() else None
         admitted = False
         try:
-            if self.admission is not None and scope["path"] not in self.unqueued_paths:
+            if declared is not None and declared > self.max_body_bytes:
+                await self._answer(
+                    too_large_response(self.max_body_bytes), scope, receive, send_with_headers
+                )
+                return
+            # Only requests without a body queue: a slot is never held by a client that is
+            # slow to send one (bodies are bounded, and writes by the pool timeout).
+            if (
+                self.admission is not None
+                and scope["method"] in QUEUED_METHODS
+                and not chunked
+                and not declared
+                and scope["path"] not in self.unqueued_paths
+            ):
                 try:
                     async with asyncio.timeout(self.queue_timeout):
                         await self.admission.acquire()
                 except TimeoutError:
-                    await overloaded_response()(scope, receive, send_with_headers)
+                    await self._answer(overloaded_response(), scope, receive, send_with_headers)
                     return
                 admitted = True
-            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                await too_large_response(self.max_body_bytes)(scope, receive, send_with_headers)
-                return
-            if chunked:
+            if declared is None:  # chunked, or no length at all (HTTP/2): count as it comes
                 receive = counting_receive(receive, self.max_body_bytes)
+            gzip = encodings is not None and b"gzip" in encodings
             try:
                 await (self.gzip_app if gzip else self.app)(scope, receive, send_with_headers)
             except BodyTooLargeError:
                 if started:  # pragma: no cover - an app that answers before reading
                     raise
-                await too_large_response(self.max_body_bytes)(scope, receive, send_with_headers)
+                await self._answer(
+                    too_large_response(self.max_body_bytes), scope, receive, send_with_headers
+                )
         finally:
             if admitted:
                 self.admission.release()  # type: ignore[union-attr]
@@ -159,6 +190,10 @@ class EdgeMiddleware:
             finally:
                 request_id_var.reset(context)
 
+    async def _answer(self, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_RESPONSE_KEY] = response
+        await self.own_responses(scope, receive, send)
+
     def _response_headers(
         self,
         scope: Scope,
@@ -172,6 +207,14 @@ class EdgeMiddleware:
         if b"x-request-id" not in present:
             raw.append((b"x-request-id", request_id.encode()))
         raw.extend(item for item in self.static_headers if item[0] not in present)
+        # Whether a response is compressed depends on Accept-Encoding: caches must know.
+        for index, (name, value) in enumerate(raw):
+            if name.lower() == b"vary":
+                if b"accept-encoding" not in value.lower():
+                    raw[index] = (name, value + b", Accept-Encoding")
+                break
+        else:
+            raw.append((b"vary", b"Accept-Encoding"))
         if b"content-security-policy" not in present:
             raw.append((b"content-security-policy", content_security_policy(scope["path"])))
         limits = scope.get(RATE_LIMIT_HEADERS_KEY)

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -77,10 +77,26 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATEs that mean the server cannot serve now: connection exceptions (class 08), too many
+# connections, administrator or crash shutdown, starting up.
+_UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
+    """A dependency that is down or saturated, as opposed to a bug (a missing table, a broken
+    query, a session misused across tasks: those stay 500s, logged with their trace)."""
     if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return isinstance(exc, PoolTimeoutError | ConnectionError | TimeoutError | RedisConnectionError)
+        if exc.connection_invalidated:  # SQLAlchemy recognised a lost connection
+            return True
+        code = str(getattr(exc.orig, "sqlstate", "") or "")
+        if code.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return isinstance(exc.orig, OSError) or isinstance(cause, OSError)
+    # ConnectionError: refused or reset while connecting to a server.
+    return isinstance(
+        exc, PoolTimeoutError | RedisConnectionError | RedisTimeoutError | ConnectionError
+    )
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -112,6 +128,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DBAPIError, database_error_handler)
     unavailable_errors = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
-    for unavailable in (*unavailable_errors, ConnectionError, TimeoutError):
+    for unavailable in (*unavailable_errors, ConnectionError):
         app.add_exception_handler(unavailable, unavailable_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

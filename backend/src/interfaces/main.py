@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -60,7 +61,7 @@ def create_app() -> FastAPI:
         title=settings.APP_NAME,
         version=settings.APP_VERSION,
         lifespan=lifespan,
-        redirect_slashes=False,  # TrailingSlashMiddleware serves both forms, no 307
+        redirect_slashes=False,  # the edge middleware serves both forms, no 307
         docs_url=None,  # served by add_docs, CSRF-aware
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
@@ -74,27 +75,30 @@ def create_app() -> FastAPI:
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can
     # receive (a 413 and CORS preflights included) passes the edge's cookie and header work.
+    cors: dict[str, Any] | None = None
     if settings.CORS_ORIGINS:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.CORS_ORIGINS,
-            allow_credentials=settings.CORS_ALLOW_CREDENTIALS,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Content-Type", settings.CSRF_HEADER_NAME, "X-Request-ID"],
-            expose_headers=[
+        cors = {
+            "allow_origins": settings.CORS_ORIGINS,
+            "allow_credentials": settings.CORS_ALLOW_CREDENTIALS,
+            "allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            "allow_headers": ["Content-Type", settings.CSRF_HEADER_NAME, "X-Request-ID"],
+            "expose_headers": [
                 "X-Request-ID",
                 "Retry-After",
                 "X-RateLimit-Limit",
                 "X-RateLimit-Remaining",
                 "X-RateLimit-Reset",
             ],
-        )
+        }
+        app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
         max_concurrent=settings.MAX_CONCURRENT_REQUESTS,
         queue_timeout=settings.REQUEST_QUEUE_TIMEOUT_SECONDS,
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
+        # The edge's own 413s and 503s carry CORS headers too, so browsers can read them.
+        wrap_own_responses=(lambda inner: CORSMiddleware(inner, **cors)) if cors else None,
     )
     return app
 

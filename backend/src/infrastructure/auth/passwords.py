@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -52,7 +54,11 @@ T = TypeVar("T")
 def hash_threads() -> int:
     """How many hashes run at once in this process."""
     configured = settings.PASSWORD_HASH_THREADS
-    return configured if configured > 0 else max(1, (os.cpu_count() or 1) - 1)
+    if configured > 0:
+        return configured
+    # The cores this process may run on (a CPU set or a container's pinning), not the host's.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
 
 
 HASH_THREAD_NICENESS = 10
@@ -74,7 +80,11 @@ def _executor() -> ThreadPoolExecutor:
 
 
 async def _off_loop(work: Callable[..., T], *args: str) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_executor(), work, *args)
+    # In a copy of the caller's context, as `asyncio.to_thread` does: logs keep the request id.
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        _executor(), functools.partial(context.run, work, *args)
+    )
 
 
 @lru_cache(maxsize=1)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # database or a dropped idle connection never fails a request; a busy pool never pings
     # (no round trip on the hot path). 0 pings before every use; a negative value never pings.
     DATABASE_POOL_PING_IDLE_SECONDS: float = 10.0
+    # Ping before every use instead (one round trip per request, SQLAlchemy's pre-ping): only
+    # for networks that silently drop connections in use.
+    DATABASE_POOL_PRE_PING: bool = False
 
     # --- sessions and cookies ------------------------------------------------------------------
     # database: the user_sessions table; redis: REDIS_URL (shared, survives restarts);

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -57,6 +57,7 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
         "max_overflow": settings.DATABASE_MAX_OVERFLOW,
         "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
         "pool_recycle": settings.DATABASE_POOL_RECYCLE,
+        "pool_pre_ping": settings.DATABASE_POOL_PRE_PING,
     }
     options.update(overrides)
     engine = create_async_engine(url, echo=echo, **options)
@@ -72,8 +73,9 @@ def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngi
             try:
                 dialect.do_ping(dbapi_connection)
             except Exception as error:
-                # The pool discards this connection and checks out (or opens) another one.
-                raise DisconnectionError(str(error)) from error
+                # A dead idle connection usually means the server restarted: the pool drops
+                # every connection as old as this one, and checks out (or opens) a fresh one.
+                raise InvalidatePoolError(str(error)) from error
 
         event.listen(engine.sync_engine, "checkout", ping_if_idle)
     return engine
@@ -134,16 +136,32 @@ def get_read_sessionmaker() -> async_sessionmaker[AsyncSession]:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+_REQUEST_SESSION = "src.db.session"  # request.scope key: the request's session, while open
+
+
 async def async_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
     """Yield one session per request; whatever the request did not commit is rolled back.
 
     GET/HEAD/OPTIONS requests must not write (beyond single-statement bookkeeping such as a
     session's last-seen time), so they run in autocommit; every other method runs in one
     transaction that the service commits.
+
+    One session per request however it is asked for: `DBSession` and a plain
+    `Depends(async_session)` are cached apart by FastAPI (their scopes differ), so a second
+    call during the same request yields the session the first one opened instead of opening
+    another (and holding a second pooled connection).
     """
+    existing: AsyncSession | None = request.scope.get(_REQUEST_SESSION)
+    if existing is not None:
+        yield existing
+        return
     maker = get_read_sessionmaker() if request.method in SAFE_METHODS else get_sessionmaker()
     async with maker() as session:
-        yield session
+        request.scope[_REQUEST_SESSION] = session
+        try:
+            yield session
+        finally:
+            request.scope.pop(_REQUEST_SESSION, None)
 
 
 async def dispose_engine() -> None:
@@ -155,7 +173,9 @@ DBSession = Annotated[AsyncSession, Depends(async_session, scope="function")]
 """The type routes and dependencies declare to receive the request's database session.
 
 Function-scoped: the session (and its connection) is closed as soon as the endpoint returns,
-not after the response has been sent to a slow client."""
+before the response is sent to a client that may read it slowly. FastAPI requires a `yield`
+dependency that takes `DBSession` to be function-scoped too:
+`Depends(my_dependency, scope="function")`."""
 
 
 def pool_status() -> dict[str, int] | None:

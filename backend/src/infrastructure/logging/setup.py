@@ -45,8 +45,11 @@ class _StderrLogger:
 
     def msg(self, message: str) -> None:
         stream = sys.stderr
-        stream.write(message + "\n")
-        stream.flush()
+        try:
+            stream.write(message + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream never fails a request
+            pass
 
     debug = info = warning = error = critical = msg
 
@@ -91,7 +94,7 @@ def configure_logging() -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -26,7 +26,8 @@ Otherwise the hit goes to Redis with the waiting ones (`hit(cost=n)`) and the sn
 renewed. Hand-written because `limits` has no batching; the counting itself stays `limits`'.
 Accuracy, stated: limits below 100 per window are counted exactly on every hit, and so is
 the last 10% of a budget as this process last saw it. Above that, each process holds back at
-most 2% of the limit, so N processes can admit at most N x 2% over a limit in one window
+most 2% of the limit (4% while a sync is in flight: the held-back hits travel, new ones keep
+being admitted), so N processes can admit at most N x 4% over a limit in one window
 (measured: 204 admitted for 200/minute with two processes and uneven traffic). Undercounts,
 also bounded by 2% of the limit per process: hits held back by a process that stops, or whose
 counter goes quiet until the window ends; and a batch that no longer fits because the window
@@ -210,16 +211,18 @@ class RateLimiter:
             self._warn(error)
             return None
         count = float(item.amount - stats.remaining)
-        if local is None:
-            # A concurrent first hit on this counter may have created it during the await.
-            local = self._allowances.get(key)
-        if local is None:
-            local = self._allowances[key] = _Allowance(count, stats.reset_time, now)
+        # Read again after the await: a concurrent first hit may have created this counter,
+        # or other counters may have evicted it meanwhile.
+        current = self._allowances.get(key)
+        if current is None:
+            current = local or _Allowance(count, stats.reset_time, now)
+            self._allowances[key] = current
             if len(self._allowances) > MAX_LOCAL_COUNTERS:
                 self._allowances.popitem(last=False)
         else:
-            local.count, local.reset_at = count, stats.reset_time
             self._allowances.move_to_end(key)
+        local = current
+        local.count, local.reset_at = count, stats.reset_time
         remaining = int(item.amount - count - local.pending)
         return LimitStatus(allowed, item.amount, remaining, stats.reset_time)
 

@@ -47,6 +47,9 @@ class AuthService:
             row = await crud_users.get(db, email=identifier, is_deleted=False)
         else:
             row = await crud_users.get(db, username=identifier, is_deleted=False)
+        # Nothing written yet: end the read's transaction, so its pooled connection goes back
+        # while the password is hashed (a login may queue for a hashing thread).
+        await db.commit()
         valid, new_hash = await verify_password(password, row["hashed_password"] if row else None)
         if row is None or not valid:
             raise NotAuthenticatedError(BAD_CREDENTIALS)

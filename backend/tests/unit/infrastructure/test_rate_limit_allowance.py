@@ -288,3 +288,36 @@ async def test_reset_forgets_every_local_allowance(limiter, storage):
         assert storage.acquired[sent:] == [1]
         assert status.remaining == 999
         assert await storage.count(item, *caller) == 1
+
+
+async def test_a_counter_evicted_while_its_sync_is_in_flight_is_kept(
+    limiter, storage, clock, monkeypatch
+):
+    """Other counters may push this one out of the bounded map during its round trip; the
+    sync then puts it back instead of failing the request."""
+    import asyncio
+
+    monkeypatch.setattr(limiter_module, "MAX_LOCAL_COUNTERS", 2)
+    item = RateLimitItemPerMinute(1000)
+    await _hit(limiter, item, "route", "a")
+    await _hit(limiter, item, "route", "b")
+    clock.advance(INTERVAL + 1)
+
+    gate = asyncio.Event()
+    real_acquire = storage.acquire_sliding_window_entry
+
+    async def slow_acquire(key: str, *args: object, **kwargs: object) -> bool:
+        if "/a/" in key:
+            await gate.wait()
+        return await real_acquire(key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage, "acquire_sliding_window_entry", slow_acquire)
+    syncing = asyncio.create_task(limiter.hit(item, "route", "a"))
+    await asyncio.sleep(0)
+    await _hit(limiter, item, "route", "c")  # evicts "a" (least recently synced)
+    await _hit(limiter, item, "route", "d")
+    gate.set()
+    status = await syncing
+    assert status is not None
+    assert status.allowed
+    assert await storage.count(item, "route", "a") == 2
