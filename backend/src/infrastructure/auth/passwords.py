@@ -8,7 +8,7 @@ The threads are a pool of their own, `PASSWORD_HASH_THREADS` (default: one less 
 cores, at least one). Not asyncio's default executor: that one has cores + 4 threads, so a
 login flood ran six hashes at once on two cores and starved the event loop (a `/health` p99 of
 63 ms instead of 2 ms). Hashes beyond the pool wait in its queue; the loop keeps a core.
-On Linux the hashing threads also run at a lower scheduling priority (nice +10, per thread), so
+On Linux the hashing threads also run at the lowest scheduling priority (nice +19, per thread),
 when the cores are busy the kernel runs the event loop first: a login may wait a little
 longer, a request already being served does not.
 """
@@ -61,11 +61,11 @@ def hash_threads() -> int:
     return max(1, (cores or 1) - 1)
 
 
-HASH_THREAD_NICENESS = 10
+HASH_THREAD_NICENESS = 19
 
 
 def _lower_priority() -> None:
-    """Runs in each hashing thread as it starts: nice +10 for this thread only (Linux)."""
+    """Runs in each hashing thread as it starts: nice +19 for this thread only (Linux)."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
 
