@@ -8,9 +8,9 @@ The threads are a pool of their own, `PASSWORD_HASH_THREADS` (default: one less 
 cores, at least one). Not asyncio's default executor: that one has cores + 4 threads, so a
 login flood ran six hashes at once on two cores and starved the event loop (a `/health` p99 of
 63 ms instead of 2 ms). Hashes beyond the pool wait in its queue; the loop keeps a core.
-On Linux the hashing threads also run at the lowest scheduling priority (nice +19, per thread),
-when the cores are busy the kernel runs the event loop first: a login may wait a little
-longer, a request already being served does not.
+On Linux the hashing threads also run at the lowest scheduling priority (nice +19, per
+thread), so when the cores are busy the kernel runs the event loop first: a login may wait a
+little longer, a request already being served does not.
 """
 
 from __future__ import annotations
