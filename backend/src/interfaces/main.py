@@ -94,7 +94,7 @@ def create_app() -> FastAPI:
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
-        max_concurrent=settings.MAX_CONCURRENT_REQUESTS,
+        max_concurrent=settings.max_concurrent_requests,
         queue_timeout=settings.REQUEST_QUEUE_TIMEOUT_SECONDS,
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
         # The edge's own 413s and 503s carry CORS headers too, so browsers can read them.

@@ -48,9 +48,11 @@ class Settings(BaseSettings):
     # None = on everywhere but production.
     DOCS_ENABLED: bool | None = None
     MAX_REQUEST_BODY_BYTES: int = 1_048_576
-    # Backpressure, per process: requests beyond this many at once wait their turn (in arrival
-    # order) up to REQUEST_QUEUE_TIMEOUT_SECONDS, then get 503 + Retry-After. 0 = unbounded.
-    MAX_CONCURRENT_REQUESTS: int = 64
+    # Backpressure, per process: reads beyond this many at once wait their turn (in arrival
+    # order) up to REQUEST_QUEUE_TIMEOUT_SECONDS, then get 503 + Retry-After. Unset: the pool's
+    # connections plus two (more would only wait for a connection, under a shorter timeout,
+    # while slowing the ones that have one). 0 = unbounded.
+    MAX_CONCURRENT_REQUESTS: int | None = None
     REQUEST_QUEUE_TIMEOUT_SECONDS: float = 5.0
 
     # --- database ------------------------------------------------------------------------------
@@ -185,6 +187,12 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @property
+    def max_concurrent_requests(self) -> int:
+        if self.MAX_CONCURRENT_REQUESTS is not None:
+            return self.MAX_CONCURRENT_REQUESTS
+        return self.DATABASE_POOL_SIZE + self.DATABASE_MAX_OVERFLOW + 2
 
     @property
     def is_production(self) -> bool:
