@@ -160,9 +160,15 @@ class Server:
         """Until `workers` worker processes exist and have finished starting (idle CPU)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            children = psutil.Process(self.process.pid).children(recursive=True)
+            # uvicorn's workers are multiprocessing children (spawn_main); the resource
+            # tracker is a child too, but not a worker.
+            children = [
+                child
+                for child in psutil.Process(self.process.pid).children(recursive=True)
+                if "spawn_main" in " ".join(child.cmdline())
+            ]
             if len(children) >= workers and all(
-                child.cpu_percent(interval=0.3) < 20 for child in children
+                child.cpu_percent(interval=0.5) < 10 for child in children
             ):
                 return
             time.sleep(0.2)
