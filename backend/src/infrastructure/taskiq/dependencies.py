@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, AsyncTaskiqTask, TaskiqDepends
 
 from src.infrastructure.database.session import get_read_sessionmaker, get_sessionmaker
-from src.infrastructure.taskiq.brokers import default_broker
+from src.infrastructure.taskiq import brokers
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ TaskReadDB = Annotated[AsyncSession, TaskiqDepends(task_read_session)]
 async def task_broker() -> AsyncBroker:
     """The broker routes send tasks to (FastAPI dependency; async, so it runs on the loop
     instead of in a worker thread)."""
-    return default_broker
+    return brokers.default_broker  # read per call: a test's monkeypatch of it reaches routes
 
 
 TaskBroker = Annotated[AsyncBroker, Depends(task_broker)]
