@@ -520,13 +520,14 @@ class Bench:
 
 HEADER = """# Performance
 
-Measured by `backend/benchmarks/run.py` (see its docstring) on {machine}: one uvicorn worker
-unless said, wrk `-t2 -c{connections}`, {seconds} s after a {warmup} s warm-up, median of
-{repeat}. The product runs the production profile (Postgres, database sessions, Redis cache and
-rate limits; CSRF, rate limits, access log and metrics on). "floor" is a bare Starlette +
-asyncpg + orjson app doing the same query (`benchmarks/floor_app.py`). "old boilerplate" is the
-Benav Labs boilerplate of June 2025 as recorded in issue 6 on this kind of machine. Compare the
-ratios: absolute numbers move with the machine and with what else runs on it.
+Measured by `backend/benchmarks/run.py` (see its docstring) on this machine ({machine}).
+One uvicorn worker unless said; wrk `-t2 -c{connections}`, {seconds} s after a {warmup} s
+warm-up, the median of {repeat} runs. The product runs the production profile (Postgres,
+database sessions, Redis cache and rate limits; CSRF, rate limits, access log and metrics on).
+"floor" is a bare Starlette + asyncpg + orjson app doing the same query
+(`benchmarks/floor_app.py`). "old boilerplate" is the Benav Labs boilerplate of June 2025 as
+recorded in issue 6 on this kind of machine. Compare the ratios: absolute numbers move with
+the machine and with what else runs on it.
 """
 BEGIN, END = "<!-- table: written by benchmarks/run.py -->", "<!-- end of table -->"
 
