@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -78,7 +79,7 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(
+def wrk_command(
     url: str,
     *,
     seconds: int,
@@ -86,19 +87,18 @@ def wrk(
     threads: int = 2,
     headers: dict[str, str] | None = None,
     script: Path | None = None,
-    server: list[psutil.Process] | None = None,
-) -> Run:
+) -> list[str]:
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     command += ["--timeout", f"{WRK_TIMEOUT_SECONDS}s"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script is not None:
         command += ["-s", str(script)]
-    cpu_before = _cpu(server or [])
-    out = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
-    ).stdout
-    cpu = _cpu(server or []) - cpu_before
+    return [*command, url]
+
+
+def parse_wrk(out: str, cpu_seconds: float = 0.0) -> Run:
+    """wrk's report as a Run; `cpu_seconds` is the servers' CPU time during it."""
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -113,8 +113,18 @@ def wrk(
         errors=errors,
         p50_ms=latency.get("50", 0.0),
         p99_ms=latency.get("99", 0.0),
-        cpu_ms=cpu * 1000 / requests if requests else 0.0,
+        cpu_ms=cpu_seconds * 1000 / requests if requests else 0.0,
     )
+
+
+def wrk(url: str, *, server: list[psutil.Process] | None = None, **options: Any) -> Run:
+    """Run wrk against `url` and measure the `server` processes' CPU meanwhile."""
+    command = wrk_command(url, **options)
+    cpu_before = _cpu(server or [])
+    out = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=options["seconds"] + 60
+    ).stdout
+    return parse_wrk(out, _cpu(server or []) - cpu_before)
 
 
 def _cpu(processes: list[psutil.Process]) -> float:
@@ -265,9 +275,9 @@ class Bench:
         """Warm up, then the median (by requests/s) of `--repeat` runs."""
         seconds = self.options.seconds
         connections = int(options.pop("connections", self.options.connections))  # type: ignore[call-overload]
-        wrk(url, seconds=self.options.warmup, connections=connections, **options)  # type: ignore[arg-type]
+        wrk(url, seconds=self.options.warmup, connections=connections, **options)
         runs = [
-            wrk(url, seconds=seconds, connections=connections, server=server.processes, **options)  # type: ignore[arg-type]
+            wrk(url, seconds=seconds, connections=connections, server=server.processes, **options)
             for _ in range(self.options.repeat)
         ]
         middle = sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
@@ -453,21 +463,22 @@ class Bench:
         idle = self.measure(f"{ours.url}/health", ours, connections=4, threads=1)
         options = self.options
         seconds = options.warmup + options.seconds * options.repeat + 3
-        command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(BENCH / "login.lua")]
-        flood = subprocess.Popen(
-            [*command, f"{ours.url}/api/v1/auth/login"], stdout=subprocess.PIPE, text=True
+        command = wrk_command(
+            f"{ours.url}/api/v1/auth/login",
+            seconds=seconds,
+            connections=16,
+            threads=1,
+            script=BENCH / "login.lua",
         )
+        flood = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         try:
             busy = self.measure(f"{ours.url}/health", ours, connections=4, threads=1)
         finally:
             out, _ = flood.communicate(timeout=seconds + 60)
-        logins = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        login = Run(logins, int(non2xx.group(1)) if non2xx else 0, 0.0, 0.0, 0.0)
-        self.add(
-            Row("logins/s (argon2id)", login, note=f"{logins / OLD['login']:.0f}x old (bcrypt)")
-        )
+        login = parse_wrk(out)
+        note = f"{login.rps / OLD['login']:.0f}x old (bcrypt)"
+        self.add(Row("logins/s (argon2id)", login, note=note))
         growth = busy.p99_ms / max(idle.p99_ms, 0.001)
         self.add(
             Row(
