@@ -271,10 +271,10 @@ class Bench:
         self.servers.append(server)
         return server
 
-    def measure(self, url: str, server: Server, **options: object) -> Run:
+    def measure(self, url: str, server: Server, **options: Any) -> Run:
         """Warm up, then the median (by requests/s) of `--repeat` runs."""
         seconds = self.options.seconds
-        connections = int(options.pop("connections", self.options.connections))  # type: ignore[call-overload]
+        connections = int(options.pop("connections", self.options.connections))
         wrk(url, seconds=self.options.warmup, connections=connections, **options)
         runs = [
             wrk(url, seconds=seconds, connections=connections, server=server.processes, **options)
@@ -439,7 +439,7 @@ class Bench:
         old_goal: float | None = None,
         goal: str = "",
         note: str = "",
-        **options: object,
+        **options: Any,
     ) -> Row:
         mine = self.measure(ours.url + ours_path, ours, **dict(options))
         theirs = None
