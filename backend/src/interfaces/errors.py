@@ -77,6 +77,10 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Raised when a server is down or saturated (ConnectionError: refused or reset while
+# connecting); each gets the 503 handler directly, and `_is_unavailable` recognises them when
+# they reach the generic one.
+_UNAVAILABLE_ERRORS = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 # SQLSTATEs that mean the server cannot serve now: connection exceptions (class 08), too many
 # connections, administrator or crash shutdown, starting up.
 _UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
@@ -93,10 +97,7 @@ def _is_unavailable(exc: BaseException) -> bool:
             return True
         cause = exc.orig.__cause__ if exc.orig is not None else None
         return isinstance(exc.orig, OSError) or isinstance(cause, OSError)
-    # ConnectionError: refused or reset while connecting to a server.
-    return isinstance(
-        exc, PoolTimeoutError | RedisConnectionError | RedisTimeoutError | ConnectionError
-    )
+    return isinstance(exc, _UNAVAILABLE_ERRORS)
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -127,7 +128,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DBAPIError, database_error_handler)
-    unavailable_errors = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
-    for unavailable in (*unavailable_errors, ConnectionError):
+    for unavailable in _UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, unavailable_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

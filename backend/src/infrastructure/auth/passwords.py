@@ -92,6 +92,11 @@ def _dummy_hash() -> str:
     return _hasher().hash("dummy password used to equalise login timing")
 
 
+def _verify_against_dummy(password: str) -> None:
+    # In the hashing thread: the dummy hash itself is computed (once) there, never on the loop.
+    _hasher().verify(password, _dummy_hash())
+
+
 async def hash_password(password: str) -> str:
     return await _off_loop(_hasher().hash, password)
 
@@ -103,6 +108,6 @@ async def verify_password(password: str, password_hash: str | None) -> tuple[boo
     answer is always False.
     """
     if password_hash is None:
-        await _off_loop(_hasher().verify, password, _dummy_hash())
+        await _off_loop(_verify_against_dummy, password)
         return False, None
     return await _off_loop(_hasher().verify_and_update, password, password_hash)

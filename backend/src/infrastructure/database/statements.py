@@ -25,6 +25,14 @@ async def fetch_one(
     return dict(row) if row is not None else None
 
 
+async def fetch_value(
+    db: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
+) -> Any:
+    """The first column of the one row (a count, an id)."""
+    result = await (await db.connection()).execute(statement, params)
+    return result.scalar_one()
+
+
 async def fetch_all(
     db: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:

@@ -54,12 +54,13 @@ class _StderrLogger:
     debug = info = warning = error = critical = msg
 
 
+def _renderer(as_json: bool) -> Any:
+    if as_json:
+        return structlog.processors.JSONRenderer(serializer=_orjson_text)
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
 def _build_access_log(as_json: bool) -> Any:
-    renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_orjson_text)
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
     return structlog.wrap_logger(
         _StderrLogger(),
         processors=[
@@ -68,7 +69,7 @@ def _build_access_log(as_json: bool) -> Any:
             structlog.processors.add_log_level,
             _add_access_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
+            _renderer(as_json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.LOG_LEVEL]
@@ -93,11 +94,7 @@ def configure_logging() -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_orjson_text)
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer = _renderer(as_json)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.auth.passwords import hash_password, verify_password
 from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
-from src.infrastructure.database.statements import fetch_all, fetch_one
+from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_value
 from src.modules.auth.store import get_session_store
 from src.modules.common.exceptions import (
     BadRequestError,
@@ -72,7 +72,7 @@ class UserService:
         if rows:
             total = rows[0]["total_count"]
         elif params.offset:  # past the end: no row carries the total
-            total = (await (await db.connection()).execute(USERS_COUNT)).scalar_one()
+            total = await fetch_value(db, USERS_COUNT)
         else:
             total = 0
         for row in rows:
