@@ -1,0 +1,64 @@
+"""A dependency that is down answers 503 + Retry-After, never 500: the database and the
+session store's Redis, each pointed at a port where nothing listens (refused at once, as when
+the server is stopped), through real requests to the app."""
+
+from __future__ import annotations
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.config import settings
+from src.infrastructure.database.session import async_session, build_engine
+from src.modules.auth import store as session_stores
+
+pytestmark = pytest.mark.integration
+
+DEAD_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def _assert_unavailable(response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert response.headers["X-Request-ID"]
+    assert response.json() == {"detail": "Service temporarily unavailable, try again shortly"}
+
+
+async def test_a_database_that_is_down_is_a_503(app):
+    dead = build_engine(DEAD_POSTGRES)
+
+    async def unreachable_db():
+        async with AsyncSession(dead) as session:
+            yield session
+
+    app.dependency_overrides[async_session] = unreachable_db
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+            profile = await client.get("/api/v1/users/somebody")
+            sign_up = await client.post(
+                "/api/v1/users",
+                json={
+                    "name": "N",
+                    "username": "nobody1",
+                    "email": "nobody1@example.com",
+                    "password": "TestPass123!",
+                },
+            )
+    finally:
+        app.dependency_overrides.clear()
+        await dead.dispose()
+    _assert_unavailable(profile)
+    _assert_unavailable(sign_up)
+
+
+async def test_a_session_store_redis_that_is_down_is_a_503(client, monkeypatch):
+    monkeypatch.setattr(settings, "SESSION_BACKEND", "redis")
+    monkeypatch.setattr(settings, "REDIS_URL", DEAD_REDIS)
+    session_stores._store.cache_clear()
+    try:
+        client.cookies.set(settings.SESSION_COOKIE_NAME, "some-session-token")
+        response = await client.get("/api/v1/users/me")
+    finally:
+        session_stores._store.cache_clear()
+    _assert_unavailable(response)
