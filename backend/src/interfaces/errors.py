@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from src.infrastructure.logging.request_id import HEADER as REQUEST_ID_HEADER
-from src.modules.common.exceptions import DomainError, RateLimitedError
+from src.modules.common.exceptions import DomainError, RetryLaterError
 
 logger = logging.getLogger("src.errors")
 
@@ -35,7 +35,7 @@ def _request_id_headers(request: Request) -> dict[str, str]:
 async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})  # e.g. X-RateLimit-*
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RetryLaterError):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 

@@ -40,3 +40,22 @@ async def login(client: AsyncClient, username: str, password: str = DEFAULT_PASS
         "/api/v1/auth/login", json={"username": username, "password": password}
     )
     assert response.status_code == 200, response.text
+
+
+def make_principal(**fields: Any) -> Any:
+    """A `Principal` for unit tests, with plausible defaults for the fields not given."""
+    from datetime import UTC, datetime
+
+    from src.modules.auth.sessions import Principal
+
+    defaults: dict[str, Any] = {
+        "id": 1,
+        "username": "alice",
+        "email": "alice@example.com",
+        "name": "Alice",
+        "is_superuser": False,
+        "tier_id": None,
+        "is_verified": False,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    return Principal(**(defaults | fields))

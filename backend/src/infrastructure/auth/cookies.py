@@ -8,11 +8,13 @@ from src.infrastructure.auth.tokens import new_csrf_token
 from src.infrastructure.config import settings
 
 
-def set_session_cookie(response: Response, token: str) -> None:
+def set_session_cookie(response: Response, token: str, *, persistent: bool = True) -> None:
+    """`persistent=False` (login without "remember me"): a browser-session cookie, gone when
+    the browser closes; the server-side timeouts apply either way."""
     response.set_cookie(
         settings.SESSION_COOKIE_NAME,
         token,
-        max_age=settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS,
+        max_age=settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS if persistent else None,
         path="/",
         domain=settings.COOKIE_DOMAIN,
         secure=settings.cookie_secure,
@@ -25,6 +27,23 @@ def clear_session_cookie(response: Response) -> None:
     response.delete_cookie(
         settings.SESSION_COOKIE_NAME,
         path="/",
+        domain=settings.COOKIE_DOMAIN,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+DEVICE_COOKIE_PATH = "/api/v1/auth"  # only the sign-in routes ever need it
+
+
+def set_device_cookie(response: Response, value: str) -> None:
+    """The signed "this browser signed in here before" cookie the login throttle trusts."""
+    response.set_cookie(
+        settings.DEVICE_COOKIE_NAME,
+        value,
+        max_age=settings.DEVICE_COOKIE_MAX_AGE_SECONDS,
+        path=DEVICE_COOKIE_PATH,
         domain=settings.COOKIE_DOMAIN,
         secure=settings.cookie_secure,
         httponly=True,

@@ -45,3 +45,23 @@ def csrf_token_matches(token: str, session_token: str | None) -> bool:
 
 def _csrf_signature(nonce: str, session_token: str | None) -> str:
     return _mac("csrf", f"{nonce}:{session_token or ''}")
+
+
+def new_device_token(user_id: int) -> str:
+    """A device cookie value: proof that this browser signed in to `user_id` before
+    (OWASP's "device cookie"). `<user id>.<nonce>.<signature>`; the nonce names the device."""
+    nonce = secrets.token_urlsafe(12)
+    return f"{user_id}.{nonce}.{_mac('device', f'{user_id}:{nonce}')}"
+
+
+def read_device_token(value: str | None) -> tuple[int, str] | None:
+    """(user id, device nonce) of a device cookie this server issued, else None."""
+    if not value:
+        return None
+    user_id, _, rest = value.partition(".")
+    nonce, _, signature = rest.partition(".")
+    if not (user_id.isdigit() and nonce and signature) or len(user_id) > 19:
+        return None
+    if not hmac.compare_digest(signature, _mac("device", f"{user_id}:{nonce}")):
+        return None
+    return int(user_id), nonce

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # last_seen is written at most this often, so an authenticated read is usually read-only.
     SESSION_TOUCH_INTERVAL_SECONDS: int = 60
     SESSION_MAX_PER_USER: int = 10
+    # The signed cookie a browser gets at sign-in: the login throttle does not lock a browser
+    # that signed in to the account before out with the lockout strangers trigger.
+    DEVICE_COOKIE_NAME: str = "device"
+    DEVICE_COOKIE_MAX_AGE_SECONDS: int = 365 * 24 * 60 * 60
     # None = Secure everywhere except the local and pytest environments (plain-http dev servers).
     COOKIE_SECURE: bool | None = None
     COOKIE_DOMAIN: str | None = None

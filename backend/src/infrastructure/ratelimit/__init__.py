@@ -6,6 +6,7 @@ Which limit applies to whom (tiers, routes, login throttling) is decided in
 
 from src.infrastructure.ratelimit.limiter import (
     RATE_LIMIT_HEADERS_KEY,
+    LimiterUnavailableError,
     LimitStatus,
     RateLimiter,
     build_storage,
@@ -20,6 +21,7 @@ from src.infrastructure.route_templates import all_route_templates, route_templa
 __all__ = [
     "RATE_LIMIT_HEADERS_KEY",
     "LimitStatus",
+    "LimiterUnavailableError",
     "RateLimiter",
     "all_route_templates",
     "build_storage",

@@ -37,7 +37,9 @@ the snapshot.
 
 Storage failures fail open: a request is served (and a warning logged, at most once a minute)
 when Redis does not answer, because an outage of the limiter must not become an outage of the
-API. `/health/ready` is the place that reports a Redis that is down.
+API. `/health/ready` is the place that reports a Redis that is down. Callers that guard a
+secret (login throttling) pass `strict=True` instead: counted exactly, and a storage failure
+raises `LimiterUnavailableError`, so they can fail closed.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ RATE_LIMIT_HEADERS_KEY = "ratelimit.headers"
 # A Redis that does not answer within this time counts as down (the request is then served).
 REDIS_TIMEOUT_SECONDS = 1.0
 _WARN_EVERY_SECONDS = 60.0
+
+
+class LimiterUnavailableError(Exception):
+    """The counters' storage did not answer a `strict=True` call."""
 
 
 @lru_cache(maxsize=64)
@@ -166,11 +172,14 @@ class RateLimiter:
         self._allowances: OrderedDict[str, _Allowance] = OrderedDict()
         self._last_warning = 0.0
 
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> LimitStatus | None:
-        """Count one request against `item`; None when the storage is down (fail open)."""
+    async def hit(
+        self, item: RateLimitItem, *identifiers: str, strict: bool = False
+    ) -> LimitStatus | None:
+        """Count one request against `item`; None when the storage is down (fail open), or
+        `LimiterUnavailableError` with `strict` (which also counts exactly, never locally)."""
         batch = item.amount // BATCH_FRACTION
-        if self.sync_interval <= 0 or batch < 2:
-            return await self._hit_exactly(item, identifiers)
+        if strict or self.sync_interval <= 0 or batch < 2:
+            return await self._hit_exactly(item, identifiers, strict=strict)
         key = item.key_for(*identifiers)
         local = self._allowances.get(key)
         now = time.monotonic()
@@ -227,34 +236,41 @@ class RateLimiter:
         return LimitStatus(allowed, item.amount, remaining, stats.reset_time)
 
     async def _hit_exactly(
-        self, item: RateLimitItem, identifiers: tuple[str, ...]
+        self, item: RateLimitItem, identifiers: tuple[str, ...], *, strict: bool = False
     ) -> LimitStatus | None:
         try:
             allowed = await self.strategy.hit(item, *identifiers)
             stats = await self.strategy.get_window_stats(item, *identifiers)
         except Exception as error:  # any storage failure: serve the request, say so in the log
-            self._warn(error)
+            self._fail(error, strict)
             return None
         return LimitStatus(allowed, item.amount, stats.remaining, stats.reset_time)
 
-    async def wait_time(self, item: RateLimitItem, *identifiers: str) -> float:
+    async def wait_time(
+        self, item: RateLimitItem, *identifiers: str, strict: bool = False
+    ) -> float:
         """Seconds until one more hit on `item` would be allowed, without counting one: 0.0
-        when it would be allowed now (or when the storage is down)."""
+        when it would be allowed now (or when the storage is down and not `strict`)."""
         try:
             if await self.strategy.test(item, *identifiers):
                 return 0.0
             stats = await self.strategy.get_window_stats(item, *identifiers)
         except Exception as error:
-            self._warn(error)
+            self._fail(error, strict)
             return 0.0
         return max(stats.reset_time - time.time(), 0.001)
 
-    async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+    async def clear(self, item: RateLimitItem, *identifiers: str, strict: bool = False) -> None:
         self._allowances.pop(item.key_for(*identifiers), None)
         try:
             await self.strategy.clear(item, *identifiers)
         except Exception as error:
-            self._warn(error)
+            self._fail(error, strict)
+
+    def _fail(self, error: Exception, strict: bool) -> None:
+        if strict:
+            raise LimiterUnavailableError(f"{type(error).__name__}: {error}") from error
+        self._warn(error)
 
     async def reset(self) -> None:
         """Forget every counter of this limiter (tests, operators)."""

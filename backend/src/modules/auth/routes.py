@@ -12,15 +12,15 @@ from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.auth.cookies import (
     clear_session_cookie,
     set_csrf_cookie,
+    set_device_cookie,
     set_session_cookie,
 )
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
-from src.modules.auth.permissions import CurrentSession, OptionalSession
-from src.modules.auth.schemas import LoginRequest, LoginResponse, Principal, SessionRead
+from src.modules.auth.dependencies import CurrentSession, OptionalSession
+from src.modules.auth.schemas import LoginRequest, LoginResponse, SessionRead, WhoAmI
 from src.modules.auth.service import AuthService
 from src.modules.common.exceptions import DomainError, ForbiddenError
-from src.modules.rate_limit.dependencies import throttle_logins
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -36,8 +36,9 @@ async def login_credentials(request: Request) -> LoginRequest:
             return LoginRequest.model_validate_json(await request.body())
         if content_type in (FORM, "multipart/form-data"):
             form = await request.form()
+            fields = ("username", "password", "remember_me")
             return LoginRequest.model_validate(
-                {"username": form.get("username"), "password": form.get("password")}
+                {name: form[name] for name in fields if form.get(name) is not None}
             )
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
@@ -55,8 +56,6 @@ _login_body = LoginRequest.model_json_schema()
 @router.post(
     "/login",
     response_model=LoginResponse,
-    # 429 while the account or the client IP has failed too often (counted after the route).
-    dependencies=[Depends(throttle_logins(login_credentials), scope="function")],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -72,8 +71,11 @@ async def login(
 ) -> dict[str, object]:
     """Sign in with username (or email) and password.
 
-    Sets the HttpOnly session cookie and a fresh `csrf_token` cookie bound to the new session.
-    Refused for cross-site requests (`Sec-Fetch-Site: cross-site`).
+    Sets the HttpOnly session cookie (kept after the browser closes only with `remember_me`),
+    a fresh `csrf_token` cookie bound to the new session and the signed device cookie the login
+    throttle trusts. Refused for cross-site requests (`Sec-Fetch-Site: cross-site`).
+    429 + `Retry-After` while the account, the client IP or this browser has failed too often;
+    503 + `Retry-After` while the throttle's storage is down (whatever the password).
     """
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise ForbiddenError("Cross-site login requests are refused")
@@ -84,10 +86,12 @@ async def login(
         ip_address=client_ip(request),
         user_agent=request.headers.get("user-agent"),
         previous_token=request.cookies.get(settings.SESSION_COOKIE_NAME),
+        device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
-    set_session_cookie(response, result.token)
+    set_session_cookie(response, result.token, persistent=credentials.remember_me)
     set_csrf_cookie(response, result.token)
-    return {"user": result.user, "session_expires_at": result.expires_at}
+    set_device_cookie(response, result.device_token)
+    return {"user": result.principal.profile(), "session_expires_at": result.expires_at}
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -98,18 +102,22 @@ async def logout(request: Request, response: Response, db: DBSession) -> None:
     set_csrf_cookie(response, None)
 
 
-@router.get("/me", response_model=Principal)
+@router.get("/me", response_model=WhoAmI)
 async def me(context: OptionalSession) -> dict[str, object]:
     """The current principal; anonymous callers get `authenticated: false`. A safe endpoint."""
     if context is None:
         return {"authenticated": False}
-    return {"authenticated": True, "user": context.user, "session_id": context.session_id}
+    return {
+        "authenticated": True,
+        "user": context.principal.profile(),
+        "session_id": context.session_id,
+    }
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
 async def logout_all(context: CurrentSession, response: Response, db: DBSession) -> None:
     """End every session of the current user, this one included."""
-    await AuthService().logout_all(user_id=context.user["id"], db=db)
+    await AuthService().logout_all(user_id=context.principal.id, db=db)
     clear_session_cookie(response)
     set_csrf_cookie(response, None)
 
@@ -118,7 +126,7 @@ async def logout_all(context: CurrentSession, response: Response, db: DBSession)
 async def list_sessions(context: CurrentSession, db: DBSession) -> list[dict[str, object]]:
     """The current user's live sessions, most recently used first."""
     return await AuthService().list_sessions(
-        user_id=context.user["id"], current_session_id=context.session_id, db=db
+        user_id=context.principal.id, current_session_id=context.session_id, db=db
     )
 
 
@@ -127,7 +135,7 @@ async def revoke_session(
     session_id: str, context: CurrentSession, response: Response, db: DBSession
 ) -> None:
     """End one of the current user's sessions (404 for anyone else's)."""
-    await AuthService().revoke_session(session_id=session_id, user_id=context.user["id"], db=db)
+    await AuthService().revoke_session(session_id=session_id, user_id=context.principal.id, db=db)
     if session_id == context.session_id:
         clear_session_cookie(response)
         set_csrf_cookie(response, None)

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from src.modules.user.schemas import UserRead
+
+
+def normalise_identifier(identifier: str) -> str:
+    """The one form a login identifier takes (usernames and emails are stored lower-cased):
+    the login, the throttle and every "find the account" route use it."""
+    return identifier.strip().lower()
 
 
 class LoginRequest(BaseModel):
@@ -12,8 +19,17 @@ class LoginRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")  # OAuth2 form posts add grant_type, scope, ...
 
-    username: str = Field(min_length=1, max_length=254, description="Username or email")
+    username: Annotated[
+        str,
+        Field(min_length=1, max_length=254, description="Username or email"),
+        AfterValidator(normalise_identifier),
+    ]
     password: str = Field(min_length=1, max_length=1024)
+    remember_me: bool = Field(
+        default=False,
+        description="Keep the session cookie after the browser closes (else it is a "
+        "browser-session cookie); the server-side timeouts apply either way",
+    )
 
 
 class LoginResponse(BaseModel):
@@ -21,7 +37,7 @@ class LoginResponse(BaseModel):
     session_expires_at: datetime
 
 
-class Principal(BaseModel):
+class WhoAmI(BaseModel):
     """Who the caller is: anonymous, or a user through a session."""
 
     authenticated: bool

@@ -1,4 +1,4 @@
-"""Login, logout and session management on top of the session store."""
+"""Login, logout and session management on top of the session store and the login throttle."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import verify_password
+from src.infrastructure.auth.tokens import new_device_token, read_device_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
-from src.modules.auth.crud import USER_COLUMNS
-from src.modules.auth.store import get_session_store
+from src.modules.auth.schemas import normalise_identifier
+from src.modules.auth.sessions import Principal, get_session_store
+from src.modules.auth.sessions.base import PRINCIPAL_FIELDS
+from src.modules.auth.throttle import Attempt, account_key, login_throttle
 from src.modules.common.exceptions import NotAuthenticatedError, ResourceNotFoundError
 from src.modules.user.crud import crud_users
 
@@ -22,8 +25,9 @@ BAD_CREDENTIALS = "Incorrect username or password"
 @dataclass(frozen=True, slots=True)
 class LoginResult:
     token: str
-    user: dict[str, Any]
+    principal: Principal
     expires_at: datetime
+    device_token: str  # the browser's device cookie for this account (new or kept)
 
 
 class AuthService:
@@ -36,23 +40,39 @@ class AuthService:
         ip_address: str | None = None,
         user_agent: str | None = None,
         previous_token: str | None = None,
+        device_token: str | None = None,
     ) -> LoginResult:
-        """Check credentials and open a new session.
+        """Check credentials (through the login throttle) and open a new session.
 
-        Unknown and deleted users cost the same argon2 work as real ones. Any session the
-        client already had is ended, so a planted session id never survives a login.
+        Unknown and deleted users cost the same argon2 work and the same throttling as real
+        ones. Any session the client already had is ended, so a planted session id never
+        survives a login.
         """
-        identifier = identifier.strip().lower()
+        identifier = normalise_identifier(identifier)
         if "@" in identifier:
             row = await crud_users.get(db, email=identifier, is_deleted=False)
         else:
             row = await crud_users.get(db, username=identifier, is_deleted=False)
         # Nothing written yet: end the read's transaction, so its pooled connection goes back
-        # while the password is hashed (a login may queue for a hashing thread).
+        # while the throttle is asked and the password is hashed.
         await db.commit()
+        user_id: int | None = row["id"] if row else None
+        device = read_device_token(device_token)
+        attempt = Attempt(
+            account=account_key(user_id=user_id, identifier=identifier),
+            ip=ip_address or "",
+            device=device[1] if device is not None and device[0] == user_id else None,
+        )
+        throttled = login_throttle.enabled
+        if throttled:
+            await login_throttle.check(attempt)
         valid, new_hash = await verify_password(password, row["hashed_password"] if row else None)
         if row is None or not valid:
+            if throttled:
+                await login_throttle.record_failure(attempt)
             raise NotAuthenticatedError(BAD_CREDENTIALS)
+        if throttled:
+            await login_throttle.record_success(attempt)
         if new_hash is not None:  # hash parameters changed since this password was set
             await crud_users.update(db, {"hashed_password": new_hash}, id=row["id"], commit=False)
         if previous_token:
@@ -63,8 +83,11 @@ class AuthService:
         await db.commit()
         return LoginResult(
             token=token,
-            user={column.key: row[column.key] for column in USER_COLUMNS},
+            principal=Principal(**{name: row[name] for name in PRINCIPAL_FIELDS}),
             expires_at=utcnow() + timedelta(seconds=settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS),
+            device_token=device_token
+            if device_token and attempt.device
+            else new_device_token(row["id"]),
         )
 
     async def logout(self, *, token: str | None, db: AsyncSession) -> None:

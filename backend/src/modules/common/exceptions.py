@@ -52,10 +52,21 @@ class BadRequestError(DomainError):
     status_code = 400
 
 
-class RateLimitedError(DomainError):
-    status_code = 429
-    default_detail = "Too many requests"
+class RetryLaterError(DomainError):
+    """An answer that carries `Retry-After`: the same request may succeed later."""
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class RateLimitedError(RetryLaterError):
+    status_code = 429
+    default_detail = "Too many requests"
+
+
+class ServiceUnavailableError(RetryLaterError):
+    """A dependency this action cannot do without is down: 503 + `Retry-After`."""
+
+    status_code = 503
+    default_detail = "Service temporarily unavailable, try again shortly"

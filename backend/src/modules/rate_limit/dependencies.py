@@ -1,5 +1,5 @@
-"""The rate-limit dependencies: `enforce_rate_limit` for every API route, `throttle_logins`
-for the login route.
+"""The rate-limit dependency `enforce_rate_limit`, declared for every API route (the login
+throttle is the auth slice's: `src.modules.auth.throttle`).
 
 `enforce_rate_limit` is declared on the `/api/v1` router, so it runs before each route's own
 dependencies and before the endpoint (and so before any `@cache`d endpoint can answer from the
@@ -10,13 +10,9 @@ edge middleware adds them to whatever response the request gets, a cached one in
 raises a 429 with `Retry-After` and the same headers. `RATE_LIMIT_ENABLED=false` turns both off.
 """
 
-# No `from __future__ import annotations` here: `throttle_logins` builds a dependency whose
-# annotation refers to a closure variable, which FastAPI must see evaluated.
+from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, Protocol
-
-from fastapi import Depends, Request
+from fastapi import Request
 
 from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.config import settings
@@ -29,9 +25,7 @@ from src.infrastructure.ratelimit import (
     parse_limit,
     route_template,
 )
-from src.modules.auth.permissions import resolve_session
-from src.modules.common.exceptions import NotAuthenticatedError, RateLimitedError
-from src.modules.rate_limit.login_throttle import login_throttle, normalise_account
+from src.modules.auth.dependencies import resolve_session
 from src.modules.rate_limit.service import (
     RateLimitExceededError,
     default_limit,
@@ -61,8 +55,8 @@ async def enforce_rate_limit(request: Request, db: DBSession) -> None:
         item, budget = default_limit(authenticated=False), "*"
         caller = "ip:" + ip_bucket(client_ip(request))
     else:
-        user = context.user
-        tier_id = user.get("tier_id")
+        principal = context.principal
+        tier_id = principal.tier_id
         rules = await rate_limit_rules.get(db) if tier_id is not None else {}
         item, budget = select_limit(
             rules,
@@ -70,7 +64,7 @@ async def enforce_rate_limit(request: Request, db: DBSession) -> None:
             path=route_template(request),
             default=default_limit(authenticated=True),
         )
-        caller = f"user:{user['id']}"
+        caller = f"user:{principal.id}"
     status = await get_rate_limiter().hit(item, budget, caller)
     if status is None:  # the storage is down: fail open (logged by the limiter)
         return
@@ -78,42 +72,3 @@ async def enforce_rate_limit(request: Request, db: DBSession) -> None:
         RATE_LIMIT_REJECTIONS.labels(route_template(request)).inc()
         raise RateLimitExceededError(retry_after=status.retry_after, headers=status.headers())
     request.scope[RATE_LIMIT_HEADERS_KEY] = status.raw_headers()
-
-
-class _Credentials(Protocol):
-    username: str
-
-
-def throttle_logins(
-    credentials: Callable[..., Awaitable[_Credentials]],
-) -> Callable[..., AsyncIterator[None]]:
-    """A dependency for the login route: 429 while the account or the client IP has failed
-    too often; counts each failure (`NotAuthenticatedError` from the route) and clears the
-    account's count on success. `credentials` is the route's own dependency that reads the
-    submitted username, so the body is parsed once.
-
-    Declare it with `Depends(throttle_logins(login_credentials), scope="function")` so the
-    failure is counted before the response is sent.
-    """
-
-    async def dependency(
-        request: Request, submitted: Annotated[Any, Depends(credentials)]
-    ) -> AsyncIterator[None]:
-        if not settings.RATE_LIMIT_ENABLED:
-            yield
-            return
-        account = normalise_account(str(getattr(submitted, "username", "") or ""))
-        ip = client_ip(request)
-        try:
-            await login_throttle.check(account=account, ip=ip)
-        except RateLimitedError:
-            RATE_LIMIT_REJECTIONS.labels(route_template(request)).inc()
-            raise
-        try:
-            yield
-        except NotAuthenticatedError:
-            await login_throttle.record_failure(account=account, ip=ip)
-            raise
-        await login_throttle.record_success(account=account)
-
-    return dependency

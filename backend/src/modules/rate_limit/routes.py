@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.ratelimit import all_route_templates
-from src.modules.auth.permissions import SuperUser
+from src.modules.auth.dependencies import SuperUser
 from src.modules.common.schemas import Page, Pagination
 from src.modules.rate_limit.schemas import (
     ALL_ROUTES,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
-from src.modules.auth.permissions import SuperUser
+from src.modules.auth.dependencies import SuperUser
 from src.modules.common.schemas import Page, Pagination
 from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
 from src.modules.tier.service import TIERS_CACHE_TAG, TierService

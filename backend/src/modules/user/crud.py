@@ -22,6 +22,7 @@ READ_COLUMNS = (
     User.email,
     User.is_superuser,
     User.tier_id,
+    User.is_verified,
     User.created_at,
 )
 

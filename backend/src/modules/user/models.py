@@ -21,5 +21,8 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
     tier_id: Mapped[int | None] = mapped_column(
         ForeignKey("tiers.id", ondelete="RESTRICT"), default=None, index=True
     )
+    # Set once the owner proved the address (the verification link, or an OAuth provider that
+    # verified it); an email change clears it until the new address is confirmed.
+    is_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Set by the welcome-email task once the email is out, so a redelivered task sends nothing.
     welcome_email_sent_at: Mapped[datetime | None] = mapped_column(default=None)

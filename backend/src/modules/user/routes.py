@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
-from src.modules.auth.permissions import CurrentSession, CurrentUser, SuperUser
+from src.modules.auth.dependencies import CurrentSession, CurrentUser, SuperUser
 from src.modules.common.schemas import Page, Pagination
 from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
 from src.modules.user.service import UserService, profile_cache_key
@@ -37,7 +37,7 @@ async def list_users(_: SuperUser, pagination: Pagination, db: DBSession) -> dic
 @router.get("/me", response_model=UserRead)
 async def read_me(user: CurrentUser) -> dict[str, Any]:
     """The signed-in user."""
-    return user
+    return user.profile()
 
 
 @router.get("/{username}", response_model=UserPublic)
@@ -56,7 +56,7 @@ async def update_user(
     return await UserService().update(
         username=username,
         payload=payload,
-        actor=context.user,
+        actor=context.principal,
         db=db,
         keep_session_id=context.session_id,
     )

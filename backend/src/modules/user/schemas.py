@@ -90,6 +90,7 @@ class UserRead(BaseModel):
     email: str
     is_superuser: bool
     tier_id: int | None
+    is_verified: bool
     created_at: datetime
 
 

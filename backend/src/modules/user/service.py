@@ -14,7 +14,7 @@ from src.infrastructure.auth.passwords import hash_password, verify_password
 from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_value
-from src.modules.auth.store import get_session_store
+from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.common.exceptions import (
     BadRequestError,
     DuplicateValueError,
@@ -102,7 +102,7 @@ class UserService:
         *,
         username: str,
         payload: UserUpdate,
-        actor: dict[str, Any],
+        actor: Principal,
         db: AsyncSession,
         keep_session_id: str | None = None,
     ) -> dict[str, Any]:
@@ -127,21 +127,19 @@ class UserService:
             if "hashed_password" in changes:
                 # Before the commit: in the database store it is the same transaction; in Redis
                 # a failure here aborts the change instead of leaving old sessions alive.
-                keep = keep_session_id if actor["id"] == user["id"] else None
-                await get_session_store().delete_for_user(
-                    db, user_id=user["id"], keep_session_id=keep
-                )
+                keep = keep_session_id if actor.id == user["id"] else None
+                await end_sessions(db, user_id=user["id"], keep_session_id=keep)
         new_username = changes.get("username", user["username"])
         await invalidate(profile_cache_key(user["username"]), profile_cache_key(new_username))
         return await self.get_by_id(user_id=user["id"], db=db)
 
-    async def delete(self, *, username: str, actor: dict[str, Any], db: AsyncSession) -> None:
+    async def delete(self, *, username: str, actor: Principal, db: AsyncSession) -> None:
         """Soft delete: the row stays (email and username stay reserved), sessions end."""
         user = await self._get_for_write(username=username, actor=actor, db=db)
         await crud_users.update(
             db, {"is_deleted": True, "deleted_at": utcnow()}, id=user["id"], commit=False
         )
-        await get_session_store().delete_for_user(db, user_id=user["id"])
+        await end_sessions(db, user_id=user["id"])
         await db.commit()
         await invalidate(profile_cache_key(user["username"]))
 
@@ -158,16 +156,16 @@ class UserService:
     async def set_superuser(self, *, user_id: int, value: bool, db: AsyncSession) -> None:
         """Grant or revoke superuser; the user's sessions end so no stale privilege survives."""
         await crud_users.update(db, {"is_superuser": value}, id=user_id, commit=False)
-        await get_session_store().delete_for_user(db, user_id=user_id)
+        await end_sessions(db, user_id=user_id)
         await db.commit()
 
     # --- helpers ---------------------------------------------------------------------------
 
     async def _get_for_write(
-        self, *, username: str, actor: dict[str, Any], db: AsyncSession
+        self, *, username: str, actor: Principal, db: AsyncSession
     ) -> dict[str, Any]:
         user = await self.get_by_username(username=username, db=db)
-        if user["id"] != actor["id"] and not actor["is_superuser"]:
+        if user["id"] != actor.id and not actor.is_superuser:
             raise ForbiddenError("You can only change your own account")
         return user
 
@@ -180,9 +178,9 @@ class UserService:
             raise DuplicateValueError(USERNAME_TAKEN)
 
     async def _check_current_password(
-        self, user: dict[str, Any], current: str | None, actor: dict[str, Any], db: AsyncSession
+        self, user: dict[str, Any], current: str | None, actor: Principal, db: AsyncSession
     ) -> None:
-        if actor["is_superuser"] and actor["id"] != user["id"]:
+        if actor.is_superuser and actor.id != user["id"]:
             return  # a superuser resetting someone else's password
         if not current:
             raise BadRequestError("current_password is required to set a new password")

@@ -350,9 +350,29 @@ async def test_session_cookie_is_httponly_lax_and_not_secure_under_pytest(client
     assert cookie.samesite == "lax"
     assert not cookie.secure
     assert cookie.attributes.get("path") == "/"
-    assert int(cookie.attributes["max-age"]) == settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS
+    # Without remember_me it is a browser-session cookie: no Max-Age, no Expires.
+    assert "max-age" not in cookie.attributes
+    assert "expires" not in cookie.attributes
     # The session token is 256 random bits: at least 43 characters of base64url.
     assert len(cookie.value) >= 43
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("as_form", [False, True])
+async def test_remember_me_keeps_the_session_cookie_after_the_browser_closes(
+    client, db_session, as_form
+):
+    user = await create_user(db_session)
+    body = {"username": user["username"], "password": user["password"], "remember_me": "true"}
+
+    if as_form:
+        response = await client.post(LOGIN, data=body)
+    else:
+        response = await client.post(LOGIN, json=body | {"remember_me": True})
+
+    assert response.status_code == 200, response.text
+    cookie = the_set_cookie(response, SESSION)
+    assert int(cookie.attributes["max-age"]) == settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS
 
 
 @pytest.mark.integration

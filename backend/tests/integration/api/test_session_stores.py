@@ -14,8 +14,9 @@ from httpx import ASGITransport
 
 from src.infrastructure.config import settings
 from src.infrastructure.database import models as db_models
-from src.modules.auth import crud as session_crud
-from src.modules.auth import store as session_stores
+from src.modules.auth import sessions as session_stores
+from src.modules.auth.sessions import database as session_crud
+from src.modules.auth.sessions import keyvalue as keyvalue_store
 from tests.helpers.csrf import CSRFAwareClient
 from tests.helpers.factories import create_user, login
 
@@ -41,7 +42,7 @@ def clock(monkeypatch):
     def shifted() -> datetime:
         return db_models.utcnow() + offset["delta"]
 
-    monkeypatch.setattr(session_stores, "utcnow", shifted)
+    monkeypatch.setattr(keyvalue_store, "utcnow", shifted)
     monkeypatch.setattr(session_crud, "utcnow", shifted)
 
     def advance(**kwargs: float) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import async_session, build_engine
-from src.modules.auth import store as session_stores
+from src.modules.auth import sessions as session_stores
 
 pytestmark = pytest.mark.integration
 

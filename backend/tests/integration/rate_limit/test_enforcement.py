@@ -14,7 +14,7 @@ import time
 import pytest
 
 from src.infrastructure.config import settings
-from src.modules.auth import store
+from src.modules.auth import sessions as store
 from tests.helpers.factories import create_user, login
 from tests.integration.rate_limit.helpers import API, add_rule, user_on_tier
 

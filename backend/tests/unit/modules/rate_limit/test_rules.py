@@ -21,6 +21,7 @@ from src.modules.rate_limit.service import (
     default_limit,
     select_limit,
 )
+from tests.helpers.factories import make_principal
 
 DEFAULT = RateLimitItemPerMinute(120)
 ROUTE = "/api/v1/users/{username}"
@@ -293,7 +294,7 @@ async def test_anonymous_callers_are_keyed_by_client_ip(mocker, monkeypatch, hit
 
 @pytest.mark.unit
 async def test_signed_in_callers_are_keyed_by_user_and_their_tier_rules(mocker, hits):
-    context = SimpleNamespace(user={"id": 41, "tier_id": 3})
+    context = SimpleNamespace(principal=make_principal(id=41, tier_id=3))
     mocker.patch.object(dependencies, "resolve_session", AsyncMock(return_value=context))
     mocker.patch.object(dependencies.rate_limit_rules, "get", AsyncMock(return_value=RULES))
     await dependencies.enforce_rate_limit(_request(), db=AsyncMock())

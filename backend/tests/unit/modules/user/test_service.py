@@ -4,6 +4,7 @@ import pytest
 
 from src.modules.common.exceptions import DuplicateValueError, ResourceNotFoundError
 from src.modules.user.service import UserService
+from tests.helpers.factories import make_principal
 
 
 @pytest.mark.unit
@@ -86,7 +87,7 @@ async def test_update_of_someone_else_needs_a_superuser(mocker):
 
     mock_crud = mocker.patch("src.modules.user.service.crud_users")
     mock_crud.get = AsyncMock(return_value={"id": 2, "username": "bob", "email": "b@x.io"})
-    actor = {"id": 1, "is_superuser": False}
+    actor = make_principal(id=1, is_superuser=False)
 
     with pytest.raises(ForbiddenError):
         await UserService().update(

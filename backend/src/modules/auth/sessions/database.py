@@ -1,4 +1,5 @@
-"""The database session store: create, resolve (one joined query), list and revoke sessions.
+"""The database session store (`SESSION_BACKEND=database`): create, resolve (one joined
+query), list and revoke sessions.
 
 Written with SQLAlchemy Core rather than FastCRUD because resolving the caller is the hot path
 of every authenticated request: one round trip returns the session and its user together, and
@@ -8,7 +9,6 @@ of every authenticated request: one round trip returns the session and its user 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,17 +19,12 @@ from src.infrastructure.auth.tokens import hash_token, new_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import UTCDateTime, utcnow
 from src.modules.auth.models import UserSession
-from src.modules.user.crud import READ_COLUMNS
+from src.modules.auth.sessions.base import PRINCIPAL_COLUMNS, Principal, SessionContext
 from src.modules.user.models import User
-
-USER_COLUMNS = READ_COLUMNS  # the caller is resolved with what `UserRead` shows
-
-
-USER_KEYS = tuple(column.key for column in USER_COLUMNS)
 
 # Built once: the hot path binds values only, so SQLAlchemy reuses the compiled statement.
 _RESOLVE = (
-    select(UserSession.id, UserSession.last_seen_at, *USER_COLUMNS)
+    select(UserSession.id, UserSession.last_seen_at, *PRINCIPAL_COLUMNS)
     .join(User, User.id == UserSession.user_id)
     .where(
         UserSession.token_hash == bindparam("token_hash"),
@@ -43,15 +38,6 @@ _TOUCH = (
     .where(UserSession.id == bindparam("session_id"))
     .values(last_seen_at=bindparam("now", type_=UTCDateTime()))
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SessionContext:
-    """A resolved session: who is calling, through which session."""
-
-    session_id: str
-    token: str
-    user: dict[str, Any]
 
 
 class DatabaseSessionStore:
@@ -94,7 +80,7 @@ class DatabaseSessionStore:
             await connection.execute(_TOUCH, {"session_id": session_id, "now": now})
             await db.commit()
         return SessionContext(
-            session_id=session_id, token=token, user=dict(zip(USER_KEYS, values, strict=True))
+            session_id=session_id, token=token, principal=Principal.from_row(values)
         )
 
     async def list_for_user(self, db: AsyncSession, *, user_id: int) -> list[dict[str, Any]]:

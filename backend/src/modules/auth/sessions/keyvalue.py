@@ -1,7 +1,5 @@
-"""Session stores behind one interface, chosen by `SESSION_BACKEND`.
+"""The key-value session stores (`SESSION_BACKEND=redis` or `memory`).
 
-- `database`: the `user_sessions` table (`crud.DatabaseSessionStore`); one joined query per
-  request.
 - `redis`: a hash per session under `session:<token hash>` with a TTL equal to the time left
   before the idle or absolute timeout, plus a sorted set per user (for listing, logout
   everywhere and the per-user cap). Resolving costs one Redis read plus one user query.
@@ -16,7 +14,6 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -26,26 +23,8 @@ from src.infrastructure.auth.tokens import hash_token, new_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.redis_client import get_redis
-from src.modules.auth.crud import USER_COLUMNS, USER_KEYS, DatabaseSessionStore, SessionContext
+from src.modules.auth.sessions.base import PRINCIPAL_COLUMNS, Principal, SessionContext
 from src.modules.user.models import User
-
-
-class SessionStore(Protocol):
-    async def create(
-        self, db: AsyncSession, *, user_id: int, ip_address: str | None, user_agent: str | None
-    ) -> str: ...
-
-    async def resolve(self, db: AsyncSession, token: str) -> SessionContext | None: ...
-
-    async def list_for_user(self, db: AsyncSession, *, user_id: int) -> list[dict[str, Any]]: ...
-
-    async def delete_by_token(self, db: AsyncSession, token: str) -> None: ...
-
-    async def delete_by_id(self, db: AsyncSession, *, session_id: str, user_id: int) -> bool: ...
-
-    async def delete_for_user(
-        self, db: AsyncSession, *, user_id: int, keep_session_id: str | None = None
-    ) -> None: ...
 
 
 class KeyValueBackend(Protocol):
@@ -111,7 +90,7 @@ class KeyValueSessionStore:
             return None
         row = (
             await (await db.connection()).execute(
-                select(*USER_COLUMNS).where(
+                select(*PRINCIPAL_COLUMNS).where(
                     User.id == int(record["user_id"]), User.is_deleted.is_(False)
                 )
             )
@@ -125,8 +104,9 @@ class KeyValueSessionStore:
             await self.backend.touch(
                 key, record["last_seen_at"], self._ttl(record, now), int(record["user_id"])
             )
-        user = dict(zip(USER_KEYS, row, strict=True))
-        return SessionContext(session_id=record["id"], token=token, user=user)
+        return SessionContext(
+            session_id=record["id"], token=token, principal=Principal.from_row(row)
+        )
 
     async def _records(self, user_id: int) -> list[tuple[str, dict[str, str]]]:
         now = utcnow()
@@ -262,17 +242,3 @@ class MemorySessionBackend:
         if entry is not None:
             entry[0]["last_seen_at"] = last_seen_at
             self.records[key] = (entry[0], time.monotonic() + ttl)
-
-
-@cache
-def _store(backend: str) -> SessionStore:
-    if backend == "redis":
-        return KeyValueSessionStore(RedisSessionBackend())
-    if backend == "memory":
-        return KeyValueSessionStore(MemorySessionBackend())
-    return DatabaseSessionStore()
-
-
-def get_session_store() -> SessionStore:
-    """The store `SESSION_BACKEND` names (read per call, so tests can switch it)."""
-    return _store(settings.SESSION_BACKEND)

@@ -1,4 +1,5 @@
-"""Who is calling: typed dependencies for routes, `CurrentUser`, `SuperUser` and friends.
+"""Who is calling: the typed dependencies routes declare (`CurrentUser`, `SuperUser`,
+`CurrentSession`, `OptionalSession`), each resolving to a `Principal` or a `SessionContext`.
 
 Resolving a session costs one query (session joined to its user). A request authenticated by the
 session cookie with an unsafe method must also pass the CSRF check.
@@ -6,15 +7,14 @@ session cookie with an unsafe method must also pass the CSRF check.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from src.infrastructure.auth.csrf import check_csrf
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
-from src.modules.auth.crud import SessionContext
-from src.modules.auth.store import get_session_store
+from src.modules.auth.sessions import Principal, SessionContext, get_session_store
 from src.modules.common.exceptions import CSRFError, ForbiddenError, NotAuthenticatedError
 
 _RESOLVED = "src.auth.session"  # request.scope key: the session resolved for this request
@@ -56,18 +56,18 @@ async def current_session(request: Request, db: DBSession) -> SessionContext:
     return context
 
 
-async def current_user(request: Request, db: DBSession) -> dict[str, Any]:
-    return (await current_session(request, db)).user
+async def current_user(request: Request, db: DBSession) -> Principal:
+    return (await current_session(request, db)).principal
 
 
-async def current_superuser(request: Request, db: DBSession) -> dict[str, Any]:
-    user = await current_user(request, db)
-    if not user["is_superuser"]:
+async def current_superuser(request: Request, db: DBSession) -> Principal:
+    principal = await current_user(request, db)
+    if not principal.is_superuser:
         raise ForbiddenError("This action needs a superuser")
-    return user
+    return principal
 
 
 OptionalSession = Annotated[SessionContext | None, Depends(optional_session)]
 CurrentSession = Annotated[SessionContext, Depends(current_session)]
-CurrentUser = Annotated[dict[str, Any], Depends(current_user)]
-SuperUser = Annotated[dict[str, Any], Depends(current_superuser)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
+SuperUser = Annotated[Principal, Depends(current_superuser)]

@@ -1,8 +1,10 @@
 """Login throttling over HTTP: failed logins per account and per client IP -> 429 with
-`Retry-After`, before any password is checked; a spoofed X-Forwarded-For gains nothing.
+`Retry-After`, before any password is checked; a spoofed X-Forwarded-For gains nothing; a
+username and an email fold to one account; a browser that signed in before (device cookie) is
+not locked out by strangers.
 
 The limits are set per day here so no test straddles a window (exact counts on both storages);
-the shipped values are checked in tests/unit/modules/rate_limit/test_login_throttle.py.
+the shipped values are checked in tests/unit/modules/auth/test_throttle.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import pytest
 from src.infrastructure.auth import passwords
 from src.infrastructure.config import settings
 from src.infrastructure.ratelimit import parse_limits
-from src.modules.rate_limit.login_throttle import login_throttle
+from src.modules.auth.throttle import LoginThrottle, login_throttle
+from tests.helpers.csrf import browser
 from tests.helpers.factories import create_user
 
 pytestmark = pytest.mark.integration
@@ -162,3 +165,90 @@ async def test_rate_limit_enabled_false_turns_login_throttling_off(
     for _ in range(3):
         response = await client.post(LOGIN, json={"username": user["username"], "password": WRONG})
         assert response.status_code == 401
+
+
+async def test_username_and_email_fold_to_one_account(client, db_session, limits):
+    limits(account="3/day")
+    user = await create_user(db_session)
+    for name in (user["username"], user["email"].upper(), user["username"]):
+        assert (
+            await client.post(LOGIN, json={"username": name, "password": WRONG})
+        ).status_code == 401
+
+    response = await client.post(LOGIN, json={"username": user["email"], "password": WRONG})
+
+    assert response.status_code == 429
+
+
+async def test_strangers_cannot_lock_the_owner_out_of_a_known_browser(
+    app, client, db_session, monkeypatch
+):
+    """The shipped limits: 50 failures by a stranger (same IP) lock the account and the IP for
+    strangers, but the owner's browser, which signed in before, still gets in."""
+    monkeypatch.setattr("src.modules.auth.service.login_throttle", LoginThrottle())
+    user = await create_user(db_session)
+    right = {"username": user["username"], "password": user["password"]}
+    owner = await client.post(LOGIN, json=right)  # the owner's browser, some day before
+    assert owner.status_code == 200
+    assert client.cookies.get(settings.DEVICE_COOKIE_NAME)
+    client.cookies.delete(settings.SESSION_COOKIE_NAME)  # signed out since
+
+    async with browser(app) as stranger:
+        statuses = [
+            (
+                await stranger.post(LOGIN, json={"username": user["username"], "password": WRONG})
+            ).status_code
+            for _ in range(50)
+        ]
+        locked = await stranger.post(LOGIN, json=right)
+    # A device cookie of another account, or a forged one, buys a stranger nothing.
+    other = await create_user(db_session)
+    async with browser(app) as other_browser:
+        other_login = {"username": other["username"], "password": other["password"]}
+        assert (await other_browser.post(LOGIN, json=other_login)).status_code == 200
+        other_browser.cookies.delete(settings.SESSION_COOKIE_NAME)
+        with_other_device = await other_browser.post(LOGIN, json=right)
+    forged = f"{user['id']}.nonce.{'0' * 64}"
+    async with browser(app, cookies={settings.DEVICE_COOKIE_NAME: forged}) as forger:
+        forged_answer = await forger.post(LOGIN, json=right)
+
+    back = await client.post(LOGIN, json=right)
+
+    assert statuses[:5] == [401] * 5
+    assert set(statuses[5:]) == {429}
+    assert locked.status_code == 429
+    assert forged_answer.status_code == 429
+    assert with_other_device.status_code == 429
+    assert back.status_code == 200, back.text
+
+
+async def test_a_known_browser_has_a_failure_budget_of_its_own(client, db_session, limits):
+    limits(account="1000/day", ip="1000/day")
+    user = await create_user(db_session)
+    right = {"username": user["username"], "password": user["password"]}
+    assert (await client.post(LOGIN, json=right)).status_code == 200
+
+    statuses = [
+        (
+            await client.post(LOGIN, json={"username": user["username"], "password": WRONG})
+        ).status_code
+        for _ in range(6)
+    ]
+
+    assert statuses == [401] * 5 + [429]  # DEVICE_LIMITS: 5/minute
+
+
+async def test_the_device_cookie_is_httponly_and_scoped_to_the_auth_routes(client, db_session):
+    user = await create_user(db_session)
+    response = await client.post(
+        LOGIN, json={"username": user["username"], "password": user["password"]}
+    )
+
+    header = next(
+        value
+        for value in response.headers.get_list("set-cookie")
+        if value.startswith(settings.DEVICE_COOKIE_NAME + "=")
+    )
+    assert "HttpOnly" in header
+    assert "Path=/api/v1/auth" in header
+    assert f"Max-Age={settings.DEVICE_COOKIE_MAX_AGE_SECONDS}" in header
