@@ -42,11 +42,10 @@ class AuthService:
         previous_token: str | None = None,
         device_token: str | None = None,
     ) -> LoginResult:
-        """Check credentials (through the login throttle) and open a new session.
+        """Check credentials (through the login throttle), then `sign_in`.
 
         Unknown and deleted users cost the same argon2 work and the same throttling as real
-        ones. Any session the client already had is ended, so a planted session id never
-        survives a login.
+        ones.
         """
         identifier = normalise_identifier(identifier)
         if "@" in identifier:
@@ -75,19 +74,39 @@ class AuthService:
             await login_throttle.record_success(attempt)
         if new_hash is not None:  # hash parameters changed since this password was set
             await crud_users.update(db, {"hashed_password": new_hash}, id=row["id"], commit=False)
+        return await self.sign_in(
+            db,
+            user=row,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            previous_token=previous_token,
+            device_token=device_token if device_token and attempt.device else None,
+        )
+
+    async def sign_in(
+        self,
+        db: AsyncSession,
+        *,
+        user: dict[str, Any],
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        previous_token: str | None = None,
+        device_token: str | None = None,
+    ) -> LoginResult:
+        """Open a session for a user whose identity was just proven (a password, an OAuth
+        provider): every way in ends here. Ends the client's previous session, so a planted
+        session id never survives a sign-in, and commits."""
         if previous_token:
             await get_session_store().delete_by_token(db, previous_token)
         token = await get_session_store().create(
-            db, user_id=row["id"], ip_address=ip_address, user_agent=user_agent
+            db, user_id=user["id"], ip_address=ip_address, user_agent=user_agent
         )
         await db.commit()
         return LoginResult(
             token=token,
-            principal=Principal(**{name: row[name] for name in PRINCIPAL_FIELDS}),
+            principal=Principal(**{name: user[name] for name in PRINCIPAL_FIELDS}),
             expires_at=utcnow() + timedelta(seconds=settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS),
-            device_token=device_token
-            if device_token and attempt.device
-            else new_device_token(row["id"]),
+            device_token=device_token or new_device_token(user["id"]),
         )
 
     async def logout(self, *, token: str | None, db: AsyncSession) -> None:

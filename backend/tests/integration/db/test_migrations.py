@@ -17,6 +17,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
+import src.modules.models  # noqa: F401  (registers every model)
+from src.infrastructure.database.models import Base
 from tests.helpers.database import (
     database_url_for_tests,
     drop_database,
@@ -25,7 +27,7 @@ from tests.helpers.database import (
 )
 
 BACKEND_DIR = Path(__file__).resolve().parents[3]
-APP_TABLES = {"tiers", "users", "user_sessions", "rate_limits"}
+APP_TABLES = set(Base.metadata.tables)  # every model (src.modules.models imports them all)
 
 
 @pytest.fixture
