@@ -30,6 +30,18 @@ def hash_token(token: str) -> str:
     return _mac("session", token)
 
 
+def hash_purpose_token(purpose: str, token: str) -> str:
+    """The stored form of a link token: keyed and bound to its purpose, so a token issued for
+    one purpose never matches a lookup for another."""
+    return _mac(f"link:{purpose}", token)
+
+
+def state_fingerprint(*parts: str) -> str:
+    """A keyed digest of an account's state (say its email and password hash): a token that
+    records it at issue is void once that state changes."""
+    return _mac("state", "\x00".join(parts))
+
+
 def new_csrf_token(session_token: str | None) -> str:
     nonce = secrets.token_urlsafe(18)
     return f"{nonce}.{_csrf_signature(nonce, session_token)}"
