@@ -115,7 +115,7 @@ def create_superuser(
             secret = password or settings.ADMIN_PASSWORD or getpass.getpass("Password: ")
             payload = {"name": name or settings.ADMIN_NAME, "username": username}
             payload |= {"email": email, "password": secret}
-            await service.create(payload=payload, db=db, is_superuser=True)
+            await service.create(payload=payload, db=db, is_superuser=True, is_verified=True)
             return "created"
         if user["is_superuser"]:
             return "already a superuser"

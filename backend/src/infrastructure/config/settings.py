@@ -146,6 +146,19 @@ class Settings(BaseSettings):
     SMTP_PASSWORD: str | None = Field(default=None, repr=False)
     SMTP_STARTTLS: bool = True
     SMTP_TIMEOUT_SECONDS: float = 10.0
+    # Where the links in emails point: the page that takes the token from `?token=` and posts
+    # it to the API (`/verify-email`, `/reset-password`, `/confirm-email-change`).
+    FRONTEND_URL: str = "http://localhost:8000"
+
+    # --- account lifecycle -------------------------------------------------------------------
+    # true: routes that need a verified account (`VerifiedUser`) answer 403 until the owner
+    # followed the verification link.
+    EMAIL_VERIFICATION_REQUIRED: bool = False
+    # How long each kind of emailed link works (single use, and void once the account's email
+    # or password changes).
+    EMAIL_VERIFICATION_TOKEN_TTL_SECONDS: int = 48 * 60 * 60
+    PASSWORD_RESET_TOKEN_TTL_SECONDS: int = 60 * 60
+    EMAIL_CHANGE_TOKEN_TTL_SECONDS: int = 24 * 60 * 60
 
     # --- rate limits -------------------------------------------------------------------------
     RATE_LIMIT_ENABLED: bool = True

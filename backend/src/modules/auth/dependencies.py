@@ -67,7 +67,22 @@ async def current_superuser(request: Request, db: DBSession) -> Principal:
     return principal
 
 
+UNVERIFIED = (
+    "Verify your email address first: follow the link we sent, or ask for a new one with "
+    "POST /api/v1/auth/email/verify-request"
+)
+
+
+async def current_verified_user(request: Request, db: DBSession) -> Principal:
+    """The caller, who must have verified their email when `EMAIL_VERIFICATION_REQUIRED`."""
+    principal = await current_user(request, db)
+    if settings.EMAIL_VERIFICATION_REQUIRED and not principal.is_verified:
+        raise ForbiddenError(UNVERIFIED)
+    return principal
+
+
 OptionalSession = Annotated[SessionContext | None, Depends(optional_session)]
 CurrentSession = Annotated[SessionContext, Depends(current_session)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 SuperUser = Annotated[Principal, Depends(current_superuser)]
+VerifiedUser = Annotated[Principal, Depends(current_verified_user)]

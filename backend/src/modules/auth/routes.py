@@ -17,12 +17,14 @@ from src.infrastructure.auth.cookies import (
 )
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
+from src.modules.auth.account.routes import router as account_router
 from src.modules.auth.dependencies import CurrentSession, OptionalSession
 from src.modules.auth.schemas import LoginRequest, LoginResponse, SessionRead, WhoAmI
 from src.modules.auth.service import AuthService
 from src.modules.common.exceptions import DomainError, ForbiddenError
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+router.include_router(account_router)
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"

@@ -129,9 +129,41 @@ class LoginThrottle:
             raise _unavailable(error) from None
 
 
+# Emails a "send me a link" route may trigger, per target address and per client IP.
+EMAIL_ADDRESS_LIMITS: Final = "5/hour;20/day"
+EMAIL_IP_LIMITS: Final = "20/hour;100/day"
+EMAIL_THROTTLED = "Too many emails asked for: try again later"
+
+
+class EmailRequestThrottle:
+    """Bounds the emails the verify/reset request routes send (mail bombing, cost): per
+    target address (counted whether or not an account has it, so a 429 tells nothing) and
+    per client IP. Fails open: these limits guard a mailbox, not a secret."""
+
+    def __init__(
+        self, *, address_limits: str = EMAIL_ADDRESS_LIMITS, ip_limits: str = EMAIL_IP_LIMITS
+    ) -> None:
+        self.address_limits = parse_limits(address_limits)
+        self.ip_limits = parse_limits(ip_limits)
+
+    async def hit(self, *, kind: str, email: str, ip: str) -> None:
+        if not settings.RATE_LIMIT_ENABLED:
+            return
+        limiter = get_rate_limiter()
+        address = account_key(user_id=None, identifier=email)
+        buckets = [(item, (f"{kind}-address", address)) for item in self.address_limits]
+        buckets += [(item, (f"{kind}-ip", ip_bucket(ip))) for item in self.ip_limits]
+        for item, identifiers in buckets:
+            status = await limiter.hit(item, *identifiers)
+            if status is not None and not status.allowed:
+                RATE_LIMIT_REJECTIONS.labels(f"/api/v1/auth/{kind}").inc()
+                raise RateLimitedError(EMAIL_THROTTLED, retry_after=status.retry_after)
+
+
 def _unavailable(error: LimiterUnavailableError) -> ServiceUnavailableError:
     logger.warning("login throttle storage unavailable, refusing sign-ins: %s", error)
     return ServiceUnavailableError(UNAVAILABLE, retry_after=RETRY_AFTER_UNAVAILABLE)
 
 
 login_throttle = LoginThrottle()
+email_request_throttle = EmailRequestThrottle()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
-from src.modules.auth.dependencies import CurrentSession, CurrentUser, SuperUser
+from src.modules.auth.dependencies import (
+    CurrentSession,
+    CurrentUser,
+    SuperUser,
+    current_verified_user,
+)
 from src.modules.common.schemas import Page, Pagination
 from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
 from src.modules.user.service import UserService, profile_cache_key
@@ -47,12 +52,14 @@ async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
     return await UserService().get_public_profile(username=username, db=db)
 
 
-@router.patch("/{username}", response_model=UserRead)
+@router.patch("/{username}", response_model=UserRead, dependencies=[Depends(current_verified_user)])
 async def update_user(
     username: str, payload: UserUpdate, context: CurrentSession, db: DBSession
 ) -> dict[str, Any]:
     """Change your own profile (superusers: anyone's). A new password needs `current_password`
-    and ends your other sessions."""
+    and ends your other sessions. The email changes only through
+    `POST /api/v1/auth/email/change-request`. 403 for an unverified account when
+    `EMAIL_VERIFICATION_REQUIRED`."""
     return await UserService().update(
         username=username,
         payload=payload,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from src.infrastructure.config import settings
 
@@ -25,6 +34,13 @@ def _check_password(value: str) -> str:
     if value.isdigit() or value.isalpha():
         raise ValueError("must mix letters with digits or symbols")
     return value
+
+
+def _email_not_here(value: object) -> None:
+    raise ValueError(
+        "the email cannot be changed here: use POST /api/v1/auth/email/change-request "
+        "(the new address must be confirmed first)"
+    )
 
 
 Username = Annotated[
@@ -60,19 +76,23 @@ class UserCreateInternal(BaseModel):
     email: str
     hashed_password: str
     is_superuser: bool = False
+    is_verified: bool = False
     tier_id: int | None = None
 
 
 class UserUpdate(BaseModel):
-    """Fields a user may change on their own account. Changing the password needs the old one."""
+    """Fields a user may change on their own account. Changing the password needs the old one.
+    The email is not one of them: it changes only once the new address is confirmed
+    (`POST /api/v1/auth/email/change-request`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
     username: Username | None = None
-    email: Email | None = None
     password: Password | None = None
     current_password: str | None = Field(default=None, max_length=settings.PASSWORD_MAX_LENGTH)
+    # Not settable: named here only so that sending it gets a 422 saying where to go.
+    email: SkipJsonSchema[Annotated[None, BeforeValidator(_email_not_here)]] = None
 
 
 class UserTierUpdate(BaseModel):

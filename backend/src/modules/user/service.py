@@ -80,7 +80,12 @@ class UserService:
         return build_page(rows, total, params)
 
     async def create(
-        self, *, payload: dict[str, Any] | UserCreate, db: AsyncSession, is_superuser: bool = False
+        self,
+        *,
+        payload: dict[str, Any] | UserCreate,
+        db: AsyncSession,
+        is_superuser: bool = False,
+        is_verified: bool = False,
     ) -> dict[str, Any]:
         """Register a user on the default tier; 409 when the email or username is taken."""
         data = payload if isinstance(payload, UserCreate) else UserCreate.model_validate(payload)
@@ -91,6 +96,7 @@ class UserService:
             **data.model_dump(exclude={"password"}),
             hashed_password=hashed,
             is_superuser=is_superuser,
+            is_verified=is_verified,
             tier_id=tier_id,
         )
         async with commit_or_conflict(db, _which_is_taken):
@@ -112,7 +118,7 @@ class UserService:
         changes = {key: value for key, value in changes.items() if value is not None}
         await self._ensure_unique(
             db,
-            email=changes.get("email") if changes.get("email") != user["email"] else None,
+            email=None,
             username=changes.get("username")
             if changes.get("username") != user["username"]
             else None,

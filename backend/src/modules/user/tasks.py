@@ -1,4 +1,5 @@
-"""Background work of the user slice: the welcome email sent after sign-up."""
+"""Background work of the user slice: the welcome email sent after sign-up, which carries the
+email verification link."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from taskiq import TaskiqDepends
 
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
-from src.infrastructure.email import EmailMessage, EmailSender, get_email_sender
+from src.infrastructure.email import (
+    EmailMessage,
+    EmailSender,
+    describe_duration,
+    get_email_sender,
+    render_email,
+)
 from src.infrastructure.taskiq import default_broker
 from src.infrastructure.taskiq.dependencies import TaskDB, TaskReadDB
+from src.modules.auth.account.tasks import verification_link
 from src.modules.user.models import User
 
 logger = logging.getLogger(__name__)
@@ -20,21 +28,14 @@ logger = logging.getLogger(__name__)
 Sender = Annotated[EmailSender, TaskiqDepends(get_email_sender)]
 
 
-def welcome_email(*, name: str, email: str) -> EmailMessage:
-    return EmailMessage(
-        to=email,
-        subject=f"Welcome to {settings.APP_NAME}",
-        text=(
-            f"Hi {name},\n\n"
-            f"your {settings.APP_NAME} account is ready. Sign in with your username or this "
-            "email address.\n\nIf you did not sign up, ignore this message.\n"
-        ),
-    )
+def welcome_email(*, name: str, email: str, verify_url: str | None = None) -> EmailMessage:
+    valid_for = describe_duration(settings.EMAIL_VERIFICATION_TOKEN_TTL_SECONDS)
+    return render_email("welcome", to=email, name=name, verify_url=verify_url, valid_for=valid_for)
 
 
 @default_broker.task(task_name="user.send_welcome_email")
 async def send_welcome_email(user_id: int, read_db: TaskReadDB, db: TaskDB, sender: Sender) -> bool:
-    """Send the welcome email once; True when this run sent it.
+    """Send the welcome email once, with a verification link; True when this run sent it.
 
     Sent after the sign-up committed. A user who is gone (or never committed) gets nothing;
     a user who already got it (a redelivered or repeated task) gets nothing more. A failure
@@ -43,9 +44,7 @@ async def send_welcome_email(user_id: int, read_db: TaskReadDB, db: TaskDB, send
     """
     row = (
         await read_db.execute(
-            select(User.name, User.email, User.welcome_email_sent_at).where(
-                User.id == user_id, User.is_deleted.is_(False)
-            )
+            select(*User.__table__.columns).where(User.id == user_id, User.is_deleted.is_(False))
         )
     ).one_or_none()
     if row is None:
@@ -55,7 +54,10 @@ async def send_welcome_email(user_id: int, read_db: TaskReadDB, db: TaskDB, send
         logger.info("user %s already got the welcome email", user_id)
         return False
 
-    await sender.send(welcome_email(name=row.name, email=row.email))
+    user = dict(row._mapping)
+    # The link's token is committed before the email leaves (a redelivery voids it).
+    verify_url = None if user["is_verified"] else await verification_link(db, user)
+    await sender.send(welcome_email(name=row.name, email=row.email, verify_url=verify_url))
     await db.execute(
         update(User)
         .where(User.id == user_id, User.welcome_email_sent_at.is_(None))

@@ -1,0 +1,1 @@
+"""The account lifecycle: email verification, password reset and change, email change."""

@@ -1,0 +1,143 @@
+"""`/api/v1/auth`: the account lifecycle (verify an email, reset or change a password, change
+the email). Request routes answer 202 whether or not an account exists."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from src.infrastructure.auth.client_ip import client_ip
+from src.infrastructure.database.session import DBSession
+from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
+from src.modules.auth.account import tasks
+from src.modules.auth.account.schemas import (
+    Accepted,
+    Done,
+    EmailChangeRequest,
+    EmailRequest,
+    PasswordChange,
+    PasswordResetConfirm,
+    TokenConfirm,
+)
+from src.modules.auth.account.service import AccountService
+from src.modules.auth.dependencies import CurrentSession
+from src.modules.auth.throttle import email_request_throttle
+
+router = APIRouter(tags=["auth"])
+
+SENT = "If an account uses this address, an email is on its way"
+
+
+@router.post("/email/verify-request", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def request_verification(
+    payload: EmailRequest, request: Request, broker: TaskBroker
+) -> dict[str, str]:
+    """Email a new verification link to this address, if an unverified account uses it.
+    Same answer either way; limited per address and per client IP (429 + `Retry-After`)."""
+    await email_request_throttle.hit(
+        kind="email/verify-request", email=payload.email, ip=client_ip(request)
+    )
+    await enqueue(tasks.send_verification_email, payload.email, broker=broker)
+    return {"detail": SENT}
+
+
+@router.post("/email/verify-confirm", response_model=Done)
+async def confirm_verification(payload: TokenConfirm, db: DBSession) -> dict[str, str]:
+    """Mark the account's email as verified (400 for an invalid, used or expired link)."""
+    await AccountService().confirm_email(token=payload.token, db=db)
+    return {"detail": "Your email address is verified"}
+
+
+@router.post(
+    "/password/reset-request", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED
+)
+async def request_password_reset(
+    payload: EmailRequest, request: Request, broker: TaskBroker
+) -> dict[str, str]:
+    """Email a reset link to this address, if an account uses it. Same answer either way;
+    limited per address and per client IP (429 + `Retry-After`)."""
+    await email_request_throttle.hit(
+        kind="password/reset-request", email=payload.email, ip=client_ip(request)
+    )
+    await enqueue(tasks.send_password_reset, payload.email, broker=broker)
+    return {"detail": SENT}
+
+
+@router.post("/password/reset-confirm", response_model=Done)
+async def confirm_password_reset(
+    payload: PasswordResetConfirm, db: DBSession, broker: TaskBroker
+) -> dict[str, str]:
+    """Set a new password with a reset link: every session of the account ends (sign in
+    again); the account's address is told. 400 for an invalid, used or expired link."""
+    user_id = await AccountService().reset_password(
+        token=payload.token, new_password=payload.new_password, db=db
+    )
+    await enqueue(tasks.send_password_changed_notice, user_id, True, broker=broker)
+    return {"detail": "Your password was changed: sign in with the new one"}
+
+
+@router.post("/change-password", response_model=Done)
+async def change_password(
+    payload: PasswordChange,
+    context: CurrentSession,
+    request: Request,
+    db: DBSession,
+    broker: TaskBroker,
+) -> dict[str, str]:
+    """Change your password (needs the current one; 400 when it is wrong, throttled). Your
+    other sessions end; this one stays. The account's address is told."""
+    await AccountService().change_password(
+        principal=context.principal,
+        session_id=context.session_id,
+        current_password=payload.current_password,
+        new_password=payload.new_password,
+        ip_address=client_ip(request),
+        db=db,
+    )
+    await enqueue(tasks.send_password_changed_notice, context.principal.id, False, broker=broker)
+    return {"detail": "Your password was changed"}
+
+
+@router.post("/email/change-request", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def request_email_change(
+    payload: EmailChangeRequest,
+    context: CurrentSession,
+    request: Request,
+    db: DBSession,
+    broker: TaskBroker,
+) -> dict[str, str]:
+    """Ask to move your account to `new_email` (needs your password): a confirmation link
+    goes to the new address; nothing changes until it is followed. 409 when the address is
+    taken."""
+    await AccountService().request_email_change(
+        principal=context.principal,
+        session_id=context.session_id,
+        new_email=payload.new_email,
+        password=payload.password,
+        ip_address=client_ip(request),
+        db=db,
+    )
+    await enqueue(
+        tasks.send_email_change_confirmation,
+        context.principal.id,
+        payload.new_email,
+        broker=broker,
+    )
+    return {"detail": f"A confirmation link was sent to {payload.new_email}"}
+
+
+@router.post("/email/change-confirm", response_model=Done)
+async def confirm_email_change(
+    payload: TokenConfirm, db: DBSession, broker: TaskBroker
+) -> dict[str, str]:
+    """Switch the account to the address the link was sent to (now verified); the old
+    address is told. 400 for an invalid, used or expired link; 409 if the address was taken
+    meanwhile."""
+    changed = await AccountService().confirm_email_change(token=payload.token, db=db)
+    await enqueue(
+        tasks.send_email_changed_notice,
+        changed["name"],
+        changed["old_email"],
+        changed["new_email"],
+        broker=broker,
+    )
+    return {"detail": "Your email address was changed"}

@@ -1,0 +1,135 @@
+"""Account lifecycle rules: verify an email, reset or change a password, change the email.
+
+Every "request" step that names an address (verify, reset) does no lookup in the request: it
+hands the address to a background task and answers the same, so neither the body, the status
+nor the time tells whether an account exists. Every "confirm" step consumes a single-use token
+(`tokens.consume`) and commits the change with it in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.infrastructure.auth.passwords import hash_password, verify_password
+from src.modules.auth.sessions import Principal, end_sessions
+from src.modules.auth.throttle import Attempt, account_key, login_throttle
+from src.modules.auth.tokens import Purpose, consume
+from src.modules.common.exceptions import (
+    BadRequestError,
+    DuplicateValueError,
+)
+from src.modules.common.transactions import commit_or_conflict
+from src.modules.user.crud import crud_users
+
+INVALID_LINK = "This link is invalid, was already used or has expired: ask for a new one"
+EMAIL_TAKEN = "This email is already registered"
+
+
+class AccountService:
+    async def confirm_email(self, *, token: str, db: AsyncSession) -> None:
+        redeemed = await consume(db, token=token, purpose=Purpose.VERIFY_EMAIL)
+        if redeemed is None:
+            await db.commit()  # a token that failed the state check stays used up
+            raise BadRequestError(INVALID_LINK)
+        await crud_users.update(db, {"is_verified": True}, id=redeemed.user["id"], commit=False)
+        await db.commit()
+
+    async def reset_password(self, *, token: str, new_password: str, db: AsyncSession) -> int:
+        """Set a new password through a reset link; every session of the account ends.
+        Returns the user id."""
+        # Hashed first, so the connection is not held while a hashing thread works.
+        new_hash = await hash_password(new_password)
+        redeemed = await consume(db, token=token, purpose=Purpose.RESET_PASSWORD)
+        if redeemed is None:
+            await db.commit()
+            raise BadRequestError(INVALID_LINK)
+        user_id: int = redeemed.user["id"]
+        # Following the emailed link proves the address too.
+        changes = {"hashed_password": new_hash, "is_verified": True}
+        await crud_users.update(db, changes, id=user_id, commit=False)
+        await end_sessions(db, user_id=user_id)
+        await db.commit()
+        return user_id
+
+    async def change_password(
+        self,
+        *,
+        principal: Principal,
+        session_id: str,
+        current_password: str,
+        new_password: str,
+        ip_address: str | None,
+        db: AsyncSession,
+    ) -> None:
+        """Needs the current password (throttled like a login); ends the other sessions."""
+        await self._check_password(
+            principal, session_id, current_password, ip_address, db, field="current_password"
+        )
+        new_hash = await hash_password(new_password)
+        await crud_users.update(db, {"hashed_password": new_hash}, id=principal.id, commit=False)
+        await end_sessions(db, user_id=principal.id, keep_session_id=session_id)
+        await db.commit()
+
+    async def request_email_change(
+        self,
+        *,
+        principal: Principal,
+        session_id: str,
+        new_email: str,
+        password: str,
+        ip_address: str | None,
+        db: AsyncSession,
+    ) -> None:
+        """Check the password and that the address is free; the caller sends the link."""
+        await self._check_password(principal, session_id, password, ip_address, db)
+        if new_email == principal.email:
+            raise BadRequestError("This is already your email address")
+        if await crud_users.exists(db, email=new_email):
+            raise DuplicateValueError(EMAIL_TAKEN)
+
+    async def confirm_email_change(self, *, token: str, db: AsyncSession) -> dict[str, Any]:
+        """Switch to the new address the link was sent to (which proves it: verified).
+        Returns the old name and address, for the notice."""
+        redeemed = await consume(db, token=token, purpose=Purpose.CHANGE_EMAIL)
+        if redeemed is None or redeemed.new_email is None:
+            await db.commit()
+            raise BadRequestError(INVALID_LINK)
+        user = redeemed.user
+        async with commit_or_conflict(db, EMAIL_TAKEN):
+            await crud_users.update(
+                db,
+                {"email": redeemed.new_email, "is_verified": True},
+                id=user["id"],
+                commit=False,
+            )
+        return {"name": user["name"], "old_email": user["email"], "new_email": redeemed.new_email}
+
+    async def _check_password(
+        self,
+        principal: Principal,
+        session_id: str,
+        password: str,
+        ip_address: str | None,
+        db: AsyncSession,
+        *,
+        field: str = "password",
+    ) -> None:
+        """The current password, re-checked for a sensitive change. Throttled per session
+        (the login throttle's per-device budget), so a stolen session cannot be used to guess
+        it, while strangers' failed logins do not block the owner's own session."""
+        row = await crud_users.get(db, id=principal.id, is_deleted=False)
+        await db.commit()  # release the connection while hashing
+        attempt = Attempt(
+            account=account_key(user_id=principal.id, identifier=""),
+            ip=ip_address or "",
+            device=f"session:{session_id}",
+        )
+        if login_throttle.enabled:
+            await login_throttle.check(attempt)
+        valid, _ = await verify_password(password, row["hashed_password"] if row else None)
+        if not valid:
+            if login_throttle.enabled:
+                await login_throttle.record_failure(attempt)
+            raise BadRequestError(f"{field} is incorrect")
