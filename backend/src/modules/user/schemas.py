@@ -5,9 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from src.infrastructure.config import settings
+from src.modules.user.password_policy import PasswordPolicyError, check_password
 
 RESERVED_USERNAMES = frozenset({"me", "admin", "root", "system", "api", "auth", "login", "logout"})
 
@@ -19,11 +30,25 @@ def _check_username(value: str) -> str:
     return value
 
 
-def _check_password(value: str) -> str:
-    if value.strip() != value or not value.strip():
-        raise ValueError("must not start or end with white space")
-    if value.isdigit() or value.isalpha():
-        raise ValueError("must mix letters with digits or symbols")
+def _check_password(value: str | None, info: ValidationInfo) -> str | None:
+    """The password policy, with the account's fields validated so far (`info.data`).
+
+    A field validator rather than a model validator, so the error is the password field's
+    (`loc` ends in "password") and shows up together with the other fields' errors. It relies
+    on `password` being declared after `name`, `username` and `email` (pydantic validates in
+    declaration order; a unit test keeps it so). The service checks a changed password again
+    against the stored username and email when the update does not carry them."""
+    if value is None:
+        return None
+    try:
+        check_password(
+            value,
+            username=info.data.get("username"),
+            email=info.data.get("email"),
+            name=info.data.get("name"),
+        )
+    except PasswordPolicyError as exc:
+        raise PydanticCustomError("password_policy", "{reason}", {"reason": str(exc)}) from None
     return value
 
 
@@ -35,10 +60,16 @@ Username = Annotated[
     AfterValidator(_check_username),
 ]
 Email = Annotated[EmailStr, AfterValidator(str.lower)]
+# The policy (length included) is `password_policy.check_password`, run by the models below;
+# the bounds are repeated in the JSON schema for clients only.
 Password = Annotated[
     str,
-    Field(min_length=settings.PASSWORD_MIN_LENGTH, max_length=settings.PASSWORD_MAX_LENGTH),
-    AfterValidator(_check_password),
+    Field(
+        json_schema_extra={
+            "minLength": settings.PASSWORD_MIN_LENGTH,
+            "maxLength": settings.PASSWORD_MAX_LENGTH,
+        }
+    ),
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
@@ -49,7 +80,9 @@ class UserCreate(BaseModel):
     name: Name
     username: Username
     email: Email
-    password: Password
+    password: Password  # after the fields the policy compares it with
+
+    _password_policy = field_validator("password")(_check_password)
 
 
 class UserCreateInternal(BaseModel):
@@ -71,8 +104,10 @@ class UserUpdate(BaseModel):
     name: Name | None = None
     username: Username | None = None
     email: Email | None = None
-    password: Password | None = None
+    password: Password | None = None  # after the fields the policy compares it with
     current_password: str | None = Field(default=None, max_length=settings.PASSWORD_MAX_LENGTH)
+
+    _password_policy = field_validator("password")(_check_password)
 
 
 class UserTierUpdate(BaseModel):
