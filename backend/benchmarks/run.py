@@ -45,9 +45,13 @@ USER = {
     "name": "Bench",
     "username": "bench",
     "email": "bench@example.com",
-    "password": "BenchPass123!",
+    "password": "Juniper-Canyon-Ribbon-58",
 }
-ADMIN = {"username": "benchadmin", "email": "admin@example.com", "password": "AdminPass123!"}
+ADMIN = {
+    "username": "benchadmin",
+    "email": "admin@example.com",
+    "password": "Walnut-Prism-Harvest-31",
+}
 # The old boilerplate (Benav Labs, June 2025, JWT, as shipped), measured on this kind of machine
 # with the same wrk settings (issue 6). It is not installable here, so its numbers are recorded.
 # A request slower than this counts as an error (wrk's own default is 2 s); the p99 column shows

@@ -64,7 +64,7 @@ SUPERUSER = {
     "name": "Super",
     "username": "super",
     "email": "super@test.com",
-    "password": "SuperPass123!",
+    "password": "Saffron-Glacier-Tandem-19",
 }
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -98,7 +98,12 @@ def create_superuser(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Default: ADMIN_NAME")] = None,
 ) -> None:
-    """Create a superuser, or make an existing user with that username a superuser."""
+    """Create a superuser, or make an existing user with that username a superuser.
+
+    A new superuser's password must pass the password policy; a refused one exits with code 1
+    and one line per refused field naming the rule (never the value)."""
+    from pydantic import ValidationError
+
     from src.modules.common.exceptions import ResourceNotFoundError
     from src.modules.user.service import UserService
 
@@ -122,7 +127,20 @@ def create_superuser(
         await service.set_superuser(user_id=user["id"], value=True, db=db)
         return "promoted to superuser"
 
-    typer.echo(f"{username}: {_run_with_session(work)}")
+    try:
+        outcome = _run_with_session(work)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_context=False, include_input=False):
+            typer.echo(f"{username}: not created: {_describe(error)}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"{username}: {outcome}")
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One validation error as "field: reason", without the input (it may be a password)."""
+    field = ".".join(str(part) for part in error["loc"]) or "input"
+    message = str(error["msg"])
+    return message if message.startswith(f"{field}:") else f"{field}: {message}"
 
 
 @cli.command("check-config")

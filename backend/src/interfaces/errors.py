@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from src.infrastructure.logging.request_id import HEADER as REQUEST_ID_HEADER
-from src.modules.common.exceptions import DomainError, RetryLaterError
+from src.modules.common.exceptions import DomainError, InvalidValueError, RetryLaterError
 
 logger = logging.getLogger("src.errors")
 
@@ -37,7 +37,10 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})  # e.g. X-RateLimit-*
     if isinstance(exc, RetryLaterError):
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    detail: Any = exc.detail
+    if isinstance(exc, InvalidValueError) and exc.field:  # as a validation error would say it
+        detail = [{"loc": ["body", exc.field], "msg": exc.detail, "type": exc.error_type}]
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

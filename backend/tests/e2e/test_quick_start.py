@@ -85,7 +85,7 @@ def test_quick_start_serves_the_embedded_profile_and_survives_a_restart(server):
         "name": "Alice",
         "username": "alice",
         "email": "alice@example.com",
-        "password": "TestPass123!",
+        "password": "Quiet-Lantern-Orbit-42",
     }
     with httpx.Client(base_url=server.base_url) as browser:
         assert browser.get("/health").json() == {"status": "ok"}

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.modules.user.service import UserService
 
 fake = Faker()
-DEFAULT_PASSWORD = "TestPass123!"
+DEFAULT_PASSWORD = "Quill-Harbor-Velvet-42"  # passes the password policy
 
 
 def build_user_create_payload(**overrides: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from src.infrastructure.config import Environment, settings
 from src.interfaces.cli import cli
 
 runner = CliRunner()
-ADMIN = ["--username", "root_admin", "--email", "Root@Example.com", "--password", "AdminPass123!"]
+STRONG = "Copper-Meadow-Falcon-63"  # passes the password policy
+ADMIN = ["--username", "root_admin", "--email", "Root@Example.com", "--password", STRONG]
 
 
 @pytest.mark.integration
@@ -54,6 +55,33 @@ async def test_create_superuser_promotes_an_existing_user_and_ends_their_session
     assert (await committed_client.get("/api/v1/users/me")).status_code == 401
     await login(committed_client, "promote_me")
     assert (await committed_client.get("/api/v1/users")).status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        pytest.param("short", "password: must be at least 8 characters long", id="short"),
+        pytest.param(
+            "baseball", "password: too common (found in a list of breached passwords)", id="common"
+        ),
+        pytest.param(
+            "Zq7-ROOT_ADMIN-9x!", "password: must not contain the username", id="contains-username"
+        ),
+    ],
+)
+def test_create_superuser_refuses_a_weak_password_in_one_line(clean_tables, password, reason):
+    options = ["--username", "root_admin", "--email", "Root@Example.com", "--password", password]
+
+    refused = runner.invoke(cli, ["create-superuser", *options])
+
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines() == [f"root_admin: not created: {reason}"]
+    assert refused.stdout == ""
+    assert password not in refused.output
+    assert "input_value" not in refused.output  # no pydantic dump
+    created = runner.invoke(cli, ["create-superuser", *ADMIN])  # nothing was written
+    assert "created" in created.output, created.output
 
 
 @pytest.mark.integration

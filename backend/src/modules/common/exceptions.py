@@ -52,6 +52,27 @@ class BadRequestError(DomainError):
     status_code = 400
 
 
+class InvalidValueError(DomainError):
+    """422: a value breaks a rule that the request's schema could not check on its own, because
+    it needs stored state (a new password against the stored username, say). With `field`, it
+    is answered in the shape of a validation error of that field, so a client reads one 422
+    shape whichever layer refused the value; `error_type` is that error's `type`."""
+
+    status_code = 422
+    default_detail = "A value in the request is invalid"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        field: str | None = None,
+        error_type: str = "value_error",
+    ) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.error_type = error_type
+
+
 class RetryLaterError(DomainError):
     """An answer that carries `Retry-After`: the same request may succeed later."""
 

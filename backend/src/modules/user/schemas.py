@@ -13,10 +13,14 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from src.infrastructure.config import settings
+from src.modules.user.password_policy import PasswordPolicyError, check_password
 
 RESERVED_USERNAMES = frozenset({"me", "admin", "root", "system", "api", "auth", "login", "logout"})
 
@@ -28,11 +32,25 @@ def _check_username(value: str) -> str:
     return value
 
 
-def _check_password(value: str) -> str:
-    if value.strip() != value or not value.strip():
-        raise ValueError("must not start or end with white space")
-    if value.isdigit() or value.isalpha():
-        raise ValueError("must mix letters with digits or symbols")
+def _check_password(value: str | None, info: ValidationInfo) -> str | None:
+    """The password policy, with the account's fields validated so far (`info.data`).
+
+    A field validator rather than a model validator, so the error is the password field's
+    (`loc` ends in "password") and shows up together with the other fields' errors. It relies
+    on `password` being declared after `name`, `username` and `email` (pydantic validates in
+    declaration order; a unit test keeps it so). The service checks a changed password again
+    against the stored username and email when the update does not carry them."""
+    if value is None:
+        return None
+    try:
+        check_password(
+            value,
+            username=info.data.get("username"),
+            email=info.data.get("email"),
+            name=info.data.get("name"),
+        )
+    except PasswordPolicyError as exc:
+        raise PydanticCustomError("password_policy", "{reason}", {"reason": str(exc)}) from None
     return value
 
 
@@ -51,10 +69,16 @@ Username = Annotated[
     AfterValidator(_check_username),
 ]
 Email = Annotated[EmailStr, AfterValidator(str.lower)]
+# The policy (length included) is `password_policy.check_password`, run by the models below;
+# the bounds are repeated in the JSON schema for clients only.
 Password = Annotated[
     str,
-    Field(min_length=settings.PASSWORD_MIN_LENGTH, max_length=settings.PASSWORD_MAX_LENGTH),
-    AfterValidator(_check_password),
+    Field(
+        json_schema_extra={
+            "minLength": settings.PASSWORD_MIN_LENGTH,
+            "maxLength": settings.PASSWORD_MAX_LENGTH,
+        }
+    ),
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
@@ -65,7 +89,9 @@ class UserCreate(BaseModel):
     name: Name
     username: Username
     email: Email
-    password: Password
+    password: Password  # after the fields the policy compares it with
+
+    _password_policy = field_validator("password")(_check_password)
 
 
 class UserCreateInternal(BaseModel):
@@ -89,10 +115,12 @@ class UserUpdate(BaseModel):
 
     name: Name | None = None
     username: Username | None = None
-    password: Password | None = None
+    password: Password | None = None  # after the fields the policy compares it with
     current_password: str | None = Field(default=None, max_length=settings.PASSWORD_MAX_LENGTH)
     # Not settable: named here only so that sending it gets a 422 saying where to go.
     email: SkipJsonSchema[Annotated[None, BeforeValidator(_email_not_here)]] = None
+
+    _password_policy = field_validator("password")(_check_password)
 
 
 class UserTierUpdate(BaseModel):

@@ -25,6 +25,7 @@ from src.modules.common.schemas import PageParams, build_page
 from src.modules.common.transactions import commit_or_conflict
 from src.modules.tier.service import TierService
 from src.modules.user.crud import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE, crud_users
+from src.modules.user.password_policy import enforce_password_policy
 from src.modules.user.schemas import (
     UserCreate,
     UserCreateInternal,
@@ -112,10 +113,13 @@ class UserService:
         db: AsyncSession,
         keep_session_id: str | None = None,
     ) -> dict[str, Any]:
-        """Change a profile. A new password ends every session but the caller's own."""
+        """Change a profile. A new password ends every session but the caller's own; it must
+        pass the password policy against the account's new or stored username and email."""
         user = await self._get_for_write(username=username, actor=actor, db=db)
         changes = payload.model_dump(exclude_unset=True, exclude={"current_password"})
         changes = {key: value for key, value in changes.items() if value is not None}
+        if "password" in changes:
+            _check_new_password(changes, user)
         await self._ensure_unique(
             db,
             email=None,
@@ -194,6 +198,15 @@ class UserService:
         valid, _ = await verify_password(current, row["hashed_password"] if row else None)
         if not valid:
             raise BadRequestError("current_password is incorrect")
+
+
+def _check_new_password(changes: dict[str, Any], user: dict[str, Any]) -> None:
+    """The policy again, with the stored values the update does not change: the schema only
+    saw the payload. A 422 shaped like the schema's own."""
+    account = {key: changes.get(key, user[key]) for key in ("username", "email", "name")}
+    if account.keys() <= changes.keys():
+        return  # the schema already checked it against all three
+    enforce_password_policy(changes["password"], **account)
 
 
 def _which_is_taken(database_error: str) -> str:

@@ -40,7 +40,7 @@ async def test_register_login_and_fetch_me(client, db_session):
 # --- everything below was appended; the test above is the page's example -----------------------
 
 USERS = "/api/v1/users"
-NEW_PASSWORD = "BrandNewPass456!"
+NEW_PASSWORD = "Lantern-Orbit-Mosaic-77"
 
 
 def _new_client(app: Any) -> AsyncClient:
@@ -300,7 +300,7 @@ async def test_patch_own_username_to_a_taken_one_is_409(client, db_session):
     "extra",
     [
         pytest.param({}, id="without-current-password"),
-        pytest.param({"current_password": "WrongPass999!"}, id="wrong-current-password"),
+        pytest.param({"current_password": "Wrong-Maple-Cobalt-99"}, id="wrong-current-password"),
         pytest.param({"current_password": ""}, id="empty-current-password"),
     ],
 )

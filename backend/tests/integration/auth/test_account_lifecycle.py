@@ -367,3 +367,26 @@ async def test_an_email_change_link_dies_if_the_address_was_taken_meanwhile(
 
     assert response.status_code == 409
     assert (await committed_client.get(ME)).json()["email"] == user["email"]
+
+
+async def test_a_reset_applies_the_password_rules_and_keeps_the_link_usable(
+    committed_client, mailbox
+):
+    user = await committed_user()
+    await committed_client.post(f"{AUTH}/password/reset-request", json={"email": user["email"]})
+    await settle()
+    token = link_token(mailbox, user["email"], "reset-password")
+
+    weak = await committed_client.post(
+        f"{AUTH}/password/reset-confirm",
+        json={"token": token, "new_password": f"{user['username']}-Zq7!x"},
+    )
+    strong = await committed_client.post(
+        f"{AUTH}/password/reset-confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+
+    assert weak.status_code == 422
+    [error] = weak.json()["detail"]
+    assert error["loc"] == ["body", "new_password"]
+    assert "username" in error["msg"]
+    assert strong.status_code == 200, strong.text

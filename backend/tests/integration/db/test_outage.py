@@ -42,7 +42,7 @@ async def test_a_database_that_is_down_is_a_503(app):
                     "name": "N",
                     "username": "nobody1",
                     "email": "nobody1@example.com",
-                    "password": "TestPass123!",
+                    "password": "Quiet-Lantern-Orbit-42",
                 },
             )
     finally:

@@ -19,9 +19,11 @@ from src.modules.auth.tokens import Purpose, consume
 from src.modules.common.exceptions import (
     BadRequestError,
     DuplicateValueError,
+    InvalidValueError,
 )
 from src.modules.common.transactions import commit_or_conflict
 from src.modules.user.crud import crud_users
+from src.modules.user.password_policy import enforce_password_policy
 
 INVALID_LINK = "This link is invalid, was already used or has expired: ask for a new one"
 EMAIL_TAKEN = "This email is already registered"
@@ -39,13 +41,19 @@ class AccountService:
     async def reset_password(self, *, token: str, new_password: str, db: AsyncSession) -> int:
         """Set a new password through a reset link; every session of the account ends.
         Returns the user id."""
-        # Hashed first, so the connection is not held while a hashing thread works.
-        new_hash = await hash_password(new_password)
         redeemed = await consume(db, token=token, purpose=Purpose.RESET_PASSWORD)
         if redeemed is None:
             await db.commit()
             raise BadRequestError(INVALID_LINK)
-        user_id: int = redeemed.user["id"]
+        user = redeemed.user
+        try:
+            _enforce_policy(new_password, user)
+        except InvalidValueError:
+            await db.rollback()  # the link stays usable for a better password
+            raise
+        # The token stays claimed in this open transaction while the hash is computed.
+        new_hash = await hash_password(new_password)
+        user_id: int = user["id"]
         # Following the emailed link proves the address too.
         changes = {"hashed_password": new_hash, "is_verified": True}
         await crud_users.update(db, changes, id=user_id, commit=False)
@@ -64,6 +72,10 @@ class AccountService:
         db: AsyncSession,
     ) -> None:
         """Needs the current password (throttled like a login); ends the other sessions."""
+        _enforce_policy(
+            new_password,
+            {"username": principal.username, "email": principal.email, "name": principal.name},
+        )
         await self._check_password(
             principal, session_id, current_password, ip_address, db, field="current_password"
         )
@@ -133,3 +145,15 @@ class AccountService:
             if login_throttle.enabled:
                 await login_throttle.record_failure(attempt)
             raise BadRequestError(f"{field} is incorrect")
+
+
+def _enforce_policy(password: str, account: dict[str, Any]) -> None:
+    """The password policy against the account's username, email and name (422 naming
+    `new_password`)."""
+    enforce_password_policy(
+        password,
+        field="new_password",
+        username=account["username"],
+        email=account["email"],
+        name=account["name"],
+    )

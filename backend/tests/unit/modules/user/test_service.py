@@ -31,7 +31,7 @@ PAYLOAD = {
     "name": "Alice",
     "username": "Alice",
     "email": "Alice@Example.com",
-    "password": "TestPass123!",
+    "password": "Quiet-Lantern-Orbit-42",
 }
 
 
@@ -76,7 +76,7 @@ async def test_create_stores_a_hash_never_the_password(mocker):
     assert row.email == "alice@example.com"
     assert row.tier_id == 3
     assert row.hashed_password.startswith("$argon2id$")
-    assert "TestPass123!" not in row.model_dump_json()
+    assert "Quiet-Lantern-Orbit-42" not in row.model_dump_json()
     db.commit.assert_awaited_once()
 
 
