@@ -104,3 +104,20 @@ async def test_prune_drops_used_and_expired_tokens(db_session):
     assert await tokens.prune(db_session) == 1
     count = await db_session.scalar(select(func.count()).select_from(AccountToken))
     assert count == 1
+
+
+async def test_the_hourly_task_prunes_through_its_own_session(db_engine, clean_tables):
+    """The scheduled task runs on the app's engine and commits (tables emptied afterwards)."""
+    from src.infrastructure.database.session import get_sessionmaker
+    from src.modules.auth.tasks import prune_link_tokens
+
+    async with get_sessionmaker()() as db:
+        user = await create_user(db)
+        row = await crud_users.get(db, id=user["id"])
+        await tokens.issue(db, user=row, purpose=Purpose.VERIFY_EMAIL, ttl_seconds=-1)
+        await db.commit()
+
+    result = await (await prune_link_tokens.kiq()).wait_result(timeout=10)
+
+    assert result.return_value == 1
+    assert prune_link_tokens.labels["schedule"] == [{"cron": "17 * * * *"}]

@@ -118,6 +118,7 @@ def test_request_id_is_current_while_the_task_runs_and_restored_after():
 @pytest.mark.unit
 def test_task_modules_are_found_by_convention():
     assert "src.modules.user.tasks" in find_task_modules("src.modules")
+    assert "src.modules.auth.tasks" in find_task_modules("src.modules")
     assert all(name.endswith(".tasks") for name in find_task_modules("src.modules"))
 
 
