@@ -12,6 +12,7 @@ from src.modules.auth import tokens
 from src.modules.auth.account.tasks import (
     send_email_change_confirmation,
     send_email_changed_notice,
+    send_email_in_use_notice,
     send_password_changed_notice,
     send_password_reset,
     send_verification_email,
@@ -23,6 +24,7 @@ __all__ = [
     "prune_link_tokens",
     "send_email_change_confirmation",
     "send_email_changed_notice",
+    "send_email_in_use_notice",
     "send_password_changed_notice",
     "send_password_reset",
     "send_verification_email",

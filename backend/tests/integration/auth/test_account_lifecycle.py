@@ -338,7 +338,12 @@ async def test_an_email_change_needs_the_new_address_confirmed(app, committed_cl
     await settle()
 
     assert wrong_password.status_code == 400
-    assert clash.status_code == 409
+    # A taken address gets the same answer; its owner gets a notice, no link.
+    assert clash.status_code == 202
+    assert clash.json()["detail"] == asked.json()["detail"].replace(new_email, taken["email"])
+    [notice_to_taken] = mailbox.sent_to(taken["email"])
+    assert "already uses it" in " ".join(notice_to_taken.text.split())
+    assert "token=" not in notice_to_taken.text
     assert asked.status_code == 202, asked.text
     assert confirmed.status_code == 200, confirmed.text
     me = (await committed_client.get(ME)).json()

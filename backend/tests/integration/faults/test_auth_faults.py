@@ -9,6 +9,8 @@ during a password-guessing loop and during session-authenticated reads.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from src.infrastructure.config import settings
@@ -62,7 +64,9 @@ async def test_the_login_throttle_fails_closed_when_its_redis_dies(
     assert after.status_code == 200, after.text
 
 
-async def test_a_redis_session_store_that_dies_answers_503(client, db_session, redis_server):
+async def test_a_redis_session_store_that_dies_answers_503(
+    client, db_session, redis_server, caplog
+):
     settings_backend = settings.SESSION_BACKEND
     settings.SESSION_BACKEND = "redis"
     session_stores._store.cache_clear()
@@ -75,7 +79,8 @@ async def test_a_redis_session_store_that_dies_answers_503(client, db_session, r
         assert (await client.get("/api/v1/users/me")).status_code == 200
 
         redis_server.kill()
-        reads = [await client.get("/api/v1/users/me") for _ in range(5)]
+        with caplog.at_level(logging.INFO):
+            reads = [await client.get("/api/v1/users/me") for _ in range(5)]
         redis_server.start()
         # The records died with the server (it keeps nothing): the session is gone, cleanly.
         after = await client.get("/api/v1/users/me")
@@ -85,4 +90,10 @@ async def test_a_redis_session_store_that_dies_answers_503(client, db_session, r
 
     assert {r.status_code for r in reads} == {503}
     assert all(r.headers["Retry-After"] for r in reads)
+    # One warning line per request, carrying its request id; no traceback anywhere.
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(problems) == len(reads)
+    assert all(r.name == "src.errors" and r.exc_info is None for r in problems)
+    ids = {r.headers["X-Request-ID"] for r in reads}
+    assert len(ids) == len(reads)
     assert after.status_code == 401

@@ -19,6 +19,7 @@ CONTEXTS = {
     "reset_password": {"name": "Ann", "url": "http://x/r?token=t", "valid_for": "1 hour"},
     "change_email": {"name": "Ann", "url": "http://x/c?token=t", "valid_for": "1 hour"},
     "email_changed": {"name": "Ann", "new_email": "new@example.com"},
+    "email_in_use": {},
     "password_changed": {"name": "Ann", "reset": True},
 }
 

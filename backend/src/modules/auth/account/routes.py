@@ -106,9 +106,9 @@ async def request_email_change(
     broker: TaskBroker,
 ) -> dict[str, str]:
     """Ask to move your account to `new_email` (needs your password): a confirmation link
-    goes to the new address; nothing changes until it is followed. 409 when the address is
-    taken."""
-    await AccountService().request_email_change(
+    goes to the new address; nothing changes until it is followed. If an account already uses
+    that address, it gets a notice instead, and the answer is the same."""
+    free = await AccountService().request_email_change(
         principal=context.principal,
         session_id=context.session_id,
         new_email=payload.new_email,
@@ -116,13 +116,16 @@ async def request_email_change(
         ip_address=client_ip(request),
         db=db,
     )
-    await enqueue(
-        tasks.send_email_change_confirmation,
-        context.principal.id,
-        payload.new_email,
-        broker=broker,
-    )
-    return {"detail": f"A confirmation link was sent to {payload.new_email}"}
+    if free:
+        await enqueue(
+            tasks.send_email_change_confirmation,
+            context.principal.id,
+            payload.new_email,
+            broker=broker,
+        )
+    else:
+        await enqueue(tasks.send_email_in_use_notice, payload.new_email, broker=broker)
+    return {"detail": f"An email was sent to {payload.new_email}: follow its link to confirm"}
 
 
 @router.post("/email/change-confirm", response_model=Done)

@@ -18,7 +18,6 @@ from src.modules.auth.throttle import Attempt, account_key, login_throttle
 from src.modules.auth.tokens import Purpose, consume
 from src.modules.common.exceptions import (
     BadRequestError,
-    DuplicateValueError,
     InvalidValueError,
 )
 from src.modules.common.transactions import commit_or_conflict
@@ -93,13 +92,14 @@ class AccountService:
         password: str,
         ip_address: str | None,
         db: AsyncSession,
-    ) -> None:
-        """Check the password and that the address is free; the caller sends the link."""
+    ) -> bool:
+        """Check the password; True when `new_email` is free (the caller sends the link), False
+        when an account uses it (the caller tells that address instead: the answer must not
+        reveal which)."""
         await self._check_password(principal, session_id, password, ip_address, db)
         if new_email == principal.email:
             raise BadRequestError("This is already your email address")
-        if await crud_users.exists(db, email=new_email):
-            raise DuplicateValueError(EMAIL_TAKEN)
+        return not await crud_users.exists(db, email=new_email)
 
     async def confirm_email_change(self, *, token: str, db: AsyncSession) -> dict[str, Any]:
         """Switch to the new address the link was sent to (which proves it: verified).

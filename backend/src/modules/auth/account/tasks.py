@@ -133,6 +133,13 @@ async def send_email_change_confirmation(
     )
 
 
+@default_broker.task(task_name="auth.send_email_in_use_notice")
+async def send_email_in_use_notice(email: str, sender: Sender) -> bool:
+    """An email change asked for an address an account already uses: tell that address."""
+    await sender.send(render_email("email_in_use", to=email))
+    return True
+
+
 @default_broker.task(task_name="auth.send_email_changed_notice")
 async def send_email_changed_notice(
     name: str, old_email: str, new_email: str, sender: Sender
