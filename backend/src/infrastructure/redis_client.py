@@ -12,22 +12,24 @@ from redis.asyncio import Redis
 
 from src.infrastructure.config import settings
 
-_clients: dict[tuple[str, int], Redis] = {}
+_clients: dict[tuple[str, str | None, int], Redis] = {}
 
 
 class RedisNotConfiguredError(RuntimeError):
     pass
 
 
-def get_redis(url: str | None = None) -> Redis:
+def get_redis(url: str | None = None, *, password: str | None = None) -> Redis:
+    """The shared client for `url` (default `REDIS_URL`) on this event loop."""
     url = url or settings.REDIS_URL
     if not url:
         raise RedisNotConfiguredError("REDIS_URL is not set but a Redis backend is configured")
-    key = (url, id(asyncio.get_running_loop()))
+    key = (url, password, id(asyncio.get_running_loop()))
     client = _clients.get(key)
     if client is None:
         client = Redis.from_url(
             url,
+            password=password,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=2,
@@ -39,5 +41,5 @@ def get_redis(url: str | None = None) -> Redis:
 
 async def close_redis_clients() -> None:
     loop = id(asyncio.get_running_loop())
-    for key in [key for key in _clients if key[1] == loop]:
+    for key in [key for key in _clients if key[2] == loop]:
         await _clients.pop(key).aclose()

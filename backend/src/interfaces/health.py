@@ -3,26 +3,33 @@
 Readiness checks the database and each configured Redis or broker with a short timeout. A
 required dependency down means 503 naming it; the cache's Redis is optional (the cache fails
 open), so it is reported but does not make the instance unready.
+
+It cannot be used to amplify load: the probes reuse the app's clients (a pooled database
+connection, the shared Redis clients; no new connection per call but RabbitMQ's TCP probe),
+and a result is kept for `READY_CACHE_SECONDS`, with concurrent callers waiting for the one
+check in flight instead of starting their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
 from src.infrastructure.cache.backends import redis_address
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
+from src.infrastructure.redis_client import get_redis
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
+READY_CACHE_SECONDS = 1.0
 OK, DOWN, DEGRADED = "ok", "unavailable", "unavailable (optional)"
 
 
@@ -42,11 +49,7 @@ async def health() -> dict[str, str]:
 
 
 async def _ping_redis(url: str, password: str | None = None) -> None:
-    client = Redis.from_url(url, password=password, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
+    await get_redis(url, password=password).ping()
 
 
 async def _connect_tcp(url: str) -> None:
@@ -85,9 +88,50 @@ async def _run(probe: Callable[[], Awaitable[object]]) -> bool:
     return True
 
 
+class _Cached:
+    """The last readiness result, for `READY_CACHE_SECONDS`, per configuration."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.key: Hashable = None
+        self.expires = 0.0
+        self.result: tuple[dict[str, str], bool] = ({}, False)
+
+
+_last = _Cached()
+
+
+def _configuration(db: DBSession) -> Hashable:
+    """What the checks depend on: a result is reused only for the same targets."""
+    return (
+        id(db.bind),
+        settings.SESSION_BACKEND,
+        settings.RATE_LIMIT_STORAGE,
+        settings.TASKIQ_BROKER,
+        settings.REDIS_URL,
+        settings.RABBITMQ_URL,
+        settings.CACHE_ENABLED,
+        settings.CACHE_BACKEND,
+        redis_address(settings),
+    )
+
+
 @router.get("/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(db: DBSession) -> JSONResponse | dict[str, object]:
-    """Readiness: 503 naming the failed check when a required dependency does not answer."""
+    """Readiness: 503 naming the failed check when a required dependency does not answer.
+    Checked at most once per `READY_CACHE_SECONDS` per process."""
+    key = _configuration(db)
+    async with _last.lock:  # concurrent callers share one check
+        if _last.key != key or time.monotonic() >= _last.expires:
+            _last.result = await _check_all(db)
+            _last.key, _last.expires = key, time.monotonic() + READY_CACHE_SECONDS
+        report, healthy = _last.result
+    if healthy:
+        return {"status": "ok", "checks": report}
+    return JSONResponse({"status": "unavailable", "checks": report}, status_code=503)
+
+
+async def _check_all(db: DBSession) -> tuple[dict[str, str], bool]:
     checks = _checks(db)
     names = list(checks)
     results = await asyncio.gather(*(_run(checks[name][0]) for name in names))
@@ -97,6 +141,4 @@ async def ready(db: DBSession) -> JSONResponse | dict[str, object]:
         required = checks[name][1]
         report[name] = OK if healthy else (DOWN if required else DEGRADED)
         ready = ready and (healthy or not required)
-    if ready:
-        return {"status": "ok", "checks": report}
-    return JSONResponse({"status": "unavailable", "checks": report}, status_code=503)
+    return report, ready

@@ -129,3 +129,48 @@ async def test_tasks_are_counted(committed_client):
     counted = {line.split("{")[1].split("}")[0] for line in _samples(body, "tasks_total{")}
     assert any('outcome="enqueued"' in labels for labels in counted)
     assert any('outcome="succeeded"' in labels for labels in counted)
+
+
+@pytest.mark.integration
+async def test_ready_reuses_its_redis_client_and_caches_its_result(client, monkeypatch):
+    """Load on /health/ready never becomes load on the dependencies: a private Redis sees one
+    connection however often readiness is asked, and concurrent or repeated calls within
+    READY_CACHE_SECONDS share one check."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from src.interfaces import health
+    from tests.helpers.servers import private_redis
+
+    with private_redis() as server:
+        monkeypatch.setattr(settings, "SESSION_BACKEND", "redis")
+        monkeypatch.setattr(settings, "REDIS_URL", server.url)
+        checks = 0
+        real_check_all = health._check_all
+
+        async def counted(db):
+            nonlocal checks
+            checks += 1
+            return await real_check_all(db)
+
+        monkeypatch.setattr(health, "_check_all", counted)
+        probe = Redis.from_url(server.url)
+
+        async def connections_so_far() -> int:
+            return int((await probe.info("stats"))["total_connections_received"])
+
+        try:
+            before = await connections_so_far()
+            burst = await asyncio.gather(*(client.get("/health/ready") for _ in range(20)))
+            assert checks == 1
+            for _ in range(3):  # expired each time: a real check per call, on the same client
+                health._last.expires = 0.0
+                assert (await client.get("/health/ready")).status_code == 200
+            opened = await connections_so_far() - before
+        finally:
+            await probe.aclose()
+
+    assert {r.status_code for r in burst} == {200}
+    assert checks == 4
+    assert opened == 1  # the app's shared client, once
