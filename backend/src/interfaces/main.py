@@ -27,7 +27,7 @@ from src.infrastructure.taskiq.brokers import default_broker, start_broker, stop
 from src.interfaces.api.v1 import include_api_v1
 from src.interfaces.docs import add_docs
 from src.interfaces.edge import EdgeMiddleware
-from src.interfaces.errors import register_error_handlers
+from src.interfaces.errors import register_error_handlers, unhandled_error_handler
 from src.interfaces.health import router as health_router
 from src.interfaces.metrics import router as metrics_router
 
@@ -99,6 +99,7 @@ def create_app() -> FastAPI:
         hsts=settings.ENVIRONMENT not in (Environment.LOCAL, Environment.PYTEST),
         # The edge's own 413s and 503s carry CORS headers too, so browsers can read them.
         wrap_own_responses=(lambda inner: CORSMiddleware(inner, **cors)) if cors else None,
+        on_error=unhandled_error_handler,
     )
     return app
 

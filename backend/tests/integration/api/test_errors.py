@@ -1,5 +1,7 @@
 """Every error is `{"detail": ...}` JSON with the right status and a request id; no leaks."""
 
+import logging
+
 import pytest
 from fastapi import APIRouter
 from httpx import ASGITransport, AsyncClient
@@ -83,7 +85,7 @@ async def test_security_headers_are_set(client):
 
 
 @pytest.mark.integration
-async def test_an_unexpected_error_is_a_bare_500_with_a_request_id(app):
+async def test_an_unexpected_error_is_a_bare_500_with_a_request_id_logged_once(app, caplog):
     router = APIRouter()
 
     @router.get("/boom")
@@ -94,14 +96,19 @@ async def test_an_unexpected_error_is_a_bare_500_with_a_request_id(app):
 
     broken = create_app()
     broken.include_router(router)
-    transport = ASGITransport(app=broken, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="http://test") as ac:
-        response = await ac.get("/boom")
+    # raise_app_exceptions=True: an exception escaping the app is what a server logs again.
+    transport = ASGITransport(app=broken, raise_app_exceptions=True)
+    with caplog.at_level(logging.INFO):
+        async with AsyncClient(transport=transport, base_url="http://test") as ac:
+            response = await ac.get("/boom")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}
     assert "secret" not in response.text
     assert "Traceback" not in response.text
     assert response.headers["X-Request-ID"]
+    traces = [r for r in caplog.records if r.exc_info]
+    assert len(traces) == 1
+    assert traces[0].name == "src.errors"
 
 
 @pytest.mark.integration
