@@ -1,4 +1,5 @@
-"""Writing and clearing the session and CSRF cookies with the flags the environment needs."""
+"""Writing and clearing the session, CSRF, device and pending-MFA cookies with the flags the
+environment needs."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def clear_session_cookie(response: Response) -> None:
     )
 
 
-DEVICE_COOKIE_PATH = "/api/v1/auth"  # only the sign-in routes ever need it
+AUTH_COOKIE_PATH = "/api/v1/auth"  # the sign-in routes: the only ones that need these cookies
+DEVICE_COOKIE_PATH = AUTH_COOKIE_PATH
 
 
 def set_device_cookie(response: Response, value: str) -> None:
@@ -44,6 +46,43 @@ def set_device_cookie(response: Response, value: str) -> None:
         value,
         max_age=settings.DEVICE_COOKIE_MAX_AGE_SECONDS,
         path=DEVICE_COOKIE_PATH,
+        domain=settings.COOKIE_DOMAIN,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def set_sign_in_cookies(
+    response: Response, *, session_token: str, device_token: str, persistent: bool
+) -> None:
+    """What a completed sign-in (a password, or a password and a second factor) hands the
+    browser: the session cookie, a fresh CSRF token bound to it and the device cookie."""
+    set_session_cookie(response, session_token, persistent=persistent)
+    set_csrf_cookie(response, session_token)
+    set_device_cookie(response, device_token)
+
+
+def set_mfa_pending_cookie(response: Response, token: str) -> None:
+    """The pending sign-in of an MFA account (its password was right, its code is still due):
+    only `POST /auth/mfa/verify` reads it, so it lives under the auth path, for as long as
+    the pending token does."""
+    response.set_cookie(
+        settings.MFA_PENDING_COOKIE_NAME,
+        token,
+        max_age=settings.MFA_PENDING_TTL_SECONDS,
+        path=AUTH_COOKIE_PATH,
+        domain=settings.COOKIE_DOMAIN,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_mfa_pending_cookie(response: Response) -> None:
+    response.delete_cookie(
+        settings.MFA_PENDING_COOKIE_NAME,
+        path=AUTH_COOKIE_PATH,
         domain=settings.COOKIE_DOMAIN,
         secure=settings.cookie_secure,
         httponly=True,

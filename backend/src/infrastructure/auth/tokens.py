@@ -77,3 +77,9 @@ def read_device_token(value: str | None) -> tuple[int, str] | None:
     if not hmac.compare_digest(signature, _mac("device", f"{user_id}:{nonce}")):
         return None
     return int(user_id), nonce
+
+
+def hash_recovery_code(user_id: int, code: str) -> str:
+    """The stored form of an MFA recovery code: keyed and bound to its account, so a leaked
+    table neither reveals a code nor lets a code of one account match another's."""
+    return _mac("mfa-recovery", f"{user_id}:{code}")

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # that signed in to the account before out with the lockout strangers trigger.
     DEVICE_COOKIE_NAME: str = "device"
     DEVICE_COOKIE_MAX_AGE_SECONDS: int = 365 * 24 * 60 * 60
+    # MFA: an account with a second factor gets no session from its password alone, but a
+    # pending sign-in (an HttpOnly cookie, path /api/v1/auth) that POST /auth/mfa/verify
+    # completes with a TOTP or recovery code within this many seconds.
+    MFA_PENDING_COOKIE_NAME: str = "mfa_pending"
+    MFA_PENDING_TTL_SECONDS: int = Field(default=300, gt=0)
     # None = Secure everywhere except the local and pytest environments (plain-http dev servers).
     COOKIE_SECURE: bool | None = None
     COOKIE_DOMAIN: str | None = None

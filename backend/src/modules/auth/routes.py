@@ -1,4 +1,5 @@
-"""`/api/v1/auth`: login, logout, the current principal and the caller's sessions."""
+"""`/api/v1/auth`: login, logout, the current principal, the caller's sessions, and MFA
+(`/api/v1/auth/mfa`, `mfa/routes.py`)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,27 @@ from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.auth.cookies import (
     clear_session_cookie,
     set_csrf_cookie,
-    set_device_cookie,
-    set_session_cookie,
+    set_mfa_pending_cookie,
+    set_sign_in_cookies,
 )
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
 from src.modules.auth.account.routes import router as account_router
 from src.modules.auth.dependencies import CurrentSession, OptionalSession
-from src.modules.auth.schemas import LoginRequest, LoginResponse, SessionRead, WhoAmI
-from src.modules.auth.service import AuthService
+from src.modules.auth.mfa.routes import router as mfa_router
+from src.modules.auth.schemas import (
+    LoginRequest,
+    LoginResponse,
+    MfaRequiredResponse,
+    SessionRead,
+    WhoAmI,
+)
+from src.modules.auth.service import AuthService, MfaRequired
 from src.modules.common.exceptions import DomainError, ForbiddenError
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 router.include_router(account_router)
+router.include_router(mfa_router)
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -57,7 +66,7 @@ _login_body = LoginRequest.model_json_schema()
 
 @router.post(
     "/login",
-    response_model=LoginResponse,
+    response_model=LoginResponse | MfaRequiredResponse,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -75,7 +84,10 @@ async def login(
 
     Sets the HttpOnly session cookie (kept after the browser closes only with `remember_me`),
     a fresh `csrf_token` cookie bound to the new session and the signed device cookie the login
-    throttle trusts. Refused for cross-site requests (`Sec-Fetch-Site: cross-site`).
+    throttle trusts. For an account with MFA on, answers `{"mfa_required": true}` instead and
+    sets only the pending sign-in cookie (HttpOnly, `MFA_PENDING_TTL_SECONDS`): no session
+    until `POST /auth/mfa/verify` gets a code (send `remember_me` there).
+    Refused for cross-site requests (`Sec-Fetch-Site: cross-site`).
     429 + `Retry-After` while the account, the client IP or this browser has failed too often;
     503 + `Retry-After` while the throttle's storage is down (whatever the password).
     """
@@ -90,9 +102,15 @@ async def login(
         previous_token=request.cookies.get(settings.SESSION_COOKIE_NAME),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
-    set_session_cookie(response, result.token, persistent=credentials.remember_me)
-    set_csrf_cookie(response, result.token)
-    set_device_cookie(response, result.device_token)
+    if isinstance(result, MfaRequired):
+        set_mfa_pending_cookie(response, result.pending_token)
+        return {"mfa_required": True}
+    set_sign_in_cookies(
+        response,
+        session_token=result.token,
+        device_token=result.device_token,
+        persistent=credentials.remember_me,
+    )
     return {"user": result.principal.profile(), "session_expires_at": result.expires_at}
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -33,8 +33,17 @@ class LoginRequest(BaseModel):
 
 
 class LoginResponse(BaseModel):
+    """Signed in: the session cookie is set."""
+
     user: UserRead
     session_expires_at: datetime
+
+
+class MfaRequiredResponse(BaseModel):
+    """The password was right but the account has MFA on: no session yet. A pending sign-in
+    cookie is set; `POST /auth/mfa/verify` with a code completes it."""
+
+    mfa_required: Literal[True] = True
 
 
 class WhoAmI(BaseModel):

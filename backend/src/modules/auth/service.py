@@ -1,4 +1,9 @@
-"""Login, logout and session management on top of the session store and the login throttle."""
+"""Login, logout and session management on top of the session store and the login throttle.
+
+Every way in ends in `sign_in`, which is also the MFA gate: an account with MFA on gets no
+session there, only a pending sign-in (`MfaRequired`) that `complete_mfa_sign_in` finishes
+with a code; both open the session through the same `_open_session`.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +17,47 @@ from src.infrastructure.auth.passwords import verify_password
 from src.infrastructure.auth.tokens import new_device_token, read_device_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
+from src.modules.auth import tokens
+from src.modules.auth.mfa.service import prove, use_code
 from src.modules.auth.schemas import normalise_identifier
 from src.modules.auth.sessions import Principal, get_session_store
 from src.modules.auth.sessions.base import PRINCIPAL_FIELDS
-from src.modules.auth.throttle import Attempt, account_key, login_throttle
+from src.modules.auth.throttle import Attempt, account_key, attempt_for_account, login_throttle
+from src.modules.auth.tokens import Purpose
 from src.modules.common.exceptions import NotAuthenticatedError, ResourceNotFoundError
 from src.modules.user.crud import crud_users
 
 BAD_CREDENTIALS = "Incorrect username or password"
+BAD_MFA_CODE = "Invalid code"
+MFA_PENDING_EXPIRED = "No pending sign-in, or it expired: log in again"
 
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
+    """A session was opened."""
+
     token: str
     principal: Principal
     expires_at: datetime
     device_token: str  # the browser's device cookie for this account (new or kept)
+
+
+@dataclass(frozen=True, slots=True)
+class MfaRequired:
+    """The first factor was right but the account has MFA on: no session yet. The pending
+    token (single use, short-lived) goes to the browser and comes back with the code."""
+
+    pending_token: str
+    expires_at: datetime
+
+
+SignInResult = LoginResult | MfaRequired
+
+
+def needs_second_factor(user: dict[str, Any]) -> bool:
+    """Whether `user` (a full `users` row) must prove a second factor before a session opens.
+    A row without the column is an error, never a way around the gate."""
+    return bool(user["mfa_enabled"])
 
 
 class AuthService:
@@ -41,11 +71,12 @@ class AuthService:
         user_agent: str | None = None,
         previous_token: str | None = None,
         device_token: str | None = None,
-    ) -> LoginResult:
+    ) -> SignInResult:
         """Check credentials (through the login throttle), then `sign_in`.
 
         Unknown and deleted users cost the same argon2 work and the same throttling as real
-        ones.
+        ones. For an account with MFA on, the right password is not yet a success: the
+        throttle's counters are cleared only once the code is right too.
         """
         identifier = normalise_identifier(identifier)
         if "@" in identifier:
@@ -70,10 +101,12 @@ class AuthService:
             if throttled:
                 await login_throttle.record_failure(attempt)
             raise NotAuthenticatedError(BAD_CREDENTIALS)
-        if throttled:
+        if throttled and not needs_second_factor(row):
             await login_throttle.record_success(attempt)
         if new_hash is not None:  # hash parameters changed since this password was set
             await crud_users.update(db, {"hashed_password": new_hash}, id=row["id"], commit=False)
+            # The row as stored: a pending MFA sign-in is bound to the password hash.
+            row = {**row, "hashed_password": new_hash}
         return await self.sign_in(
             db,
             user=row,
@@ -92,10 +125,94 @@ class AuthService:
         user_agent: str | None = None,
         previous_token: str | None = None,
         device_token: str | None = None,
+    ) -> SignInResult:
+        """Sign in a user whose identity was just proven (a password, an OAuth provider):
+        every way in ends here, and commits.
+
+        `user` is the full `users` row. With MFA on, no session opens: a pending token is
+        issued (`MFA_PENDING_TTL_SECONDS`; a newer one voids it) and `MfaRequired` returned,
+        for `complete_mfa_sign_in`. Otherwise the session opens (`LoginResult`).
+        """
+        if needs_second_factor(user):
+            pending = await tokens.issue(
+                db,
+                user=user,
+                purpose=Purpose.MFA_LOGIN,
+                ttl_seconds=settings.MFA_PENDING_TTL_SECONDS,
+            )
+            await db.commit()
+            return MfaRequired(
+                pending_token=pending,
+                expires_at=utcnow() + timedelta(seconds=settings.MFA_PENDING_TTL_SECONDS),
+            )
+        return await self._open_session(
+            db,
+            user=user,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            previous_token=previous_token,
+            device_token=device_token,
+        )
+
+    async def complete_mfa_sign_in(
+        self,
+        *,
+        pending_token: str,
+        code: str,
+        db: AsyncSession,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        previous_token: str | None = None,
+        device_token: str | None = None,
     ) -> LoginResult:
-        """Open a session for a user whose identity was just proven (a password, an OAuth
-        provider): every way in ends here. Ends the client's previous session, so a planted
-        session id never survives a sign-in, and commits."""
+        """Finish a sign-in `sign_in` left pending, with a TOTP or recovery code.
+
+        The pending token is only looked at until the code is right, so a mistyped code can
+        be retried; wrong codes count as failed logins of the account (429 while throttled,
+        503 while the throttle's storage is down, as login). With the right code the token is
+        consumed (atomically: of two concurrent verifications, one opens a session) and the
+        session opens exactly as a password login's does.
+        """
+        pending = await tokens.peek(db, token=pending_token, purpose=Purpose.MFA_LOGIN)
+        # Nothing written yet: the connection goes back while the throttle is asked.
+        await db.commit()
+        if pending is None:
+            raise NotAuthenticatedError(MFA_PENDING_EXPIRED)
+        user_id: int = pending.user["id"]
+        attempt = attempt_for_account(user_id=user_id, ip=ip_address, device_token=device_token)
+
+        async def proof() -> bool:
+            return await use_code(db, user_id=user_id, code=code)
+
+        await prove(db, attempt, proof, NotAuthenticatedError(BAD_MFA_CODE))
+        redeemed = await tokens.consume(db, token=pending_token, purpose=Purpose.MFA_LOGIN)
+        if redeemed is None or redeemed.user["id"] != user_id:
+            # Used meanwhile by a concurrent verification, expired, or the account changed:
+            # undo the use of the code (a recovery code stays valid); the token cannot pass
+            # again anyway (used, expired, or its state check fails again).
+            await db.rollback()
+            raise NotAuthenticatedError(MFA_PENDING_EXPIRED)
+        return await self._open_session(
+            db,
+            user=redeemed.user,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            previous_token=previous_token,
+            device_token=device_token if device_token and attempt.device else None,
+        )
+
+    async def _open_session(
+        self,
+        db: AsyncSession,
+        *,
+        user: dict[str, Any],
+        ip_address: str | None,
+        user_agent: str | None,
+        previous_token: str | None,
+        device_token: str | None,
+    ) -> LoginResult:
+        """Open a session (the identity, and any second factor, proven). Ends the client's
+        previous session, so a planted session id never survives a sign-in, and commits."""
         if previous_token:
             await get_session_store().delete_by_token(db, previous_token)
         token = await get_session_store().create(

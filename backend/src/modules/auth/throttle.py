@@ -19,6 +19,11 @@ Policy (documented in docs/architecture.md, "Login defences"):
   `Retry-After` whatever the password, so an outage never opens unlimited guessing and a right
   password is indistinguishable from a wrong one.
 
+The second factor of an MFA account counts the same way: a wrong code at
+`POST /auth/mfa/verify` (and at the routes that re-prove a factor: disable MFA, new recovery
+codes) is a failure of that account (`attempt_for_account`, `guard`), and a right password
+alone is not a success (it clears nothing): only the right code is.
+
 A success clears the counters of the credential that succeeded (the account's stranger
 counters only for a stranger's success), never the IP's. Two concurrent failures may both pass
 the check, so a limit can be overshot by the requests in flight: harmless at these rates.
@@ -29,11 +34,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 from limits import RateLimitItem
 
+from src.infrastructure.auth.tokens import read_device_token
 from src.infrastructure.config import settings
 from src.infrastructure.observability.metrics import RATE_LIMIT_REJECTIONS
 from src.infrastructure.ratelimit import (
@@ -42,7 +49,11 @@ from src.infrastructure.ratelimit import (
     ip_bucket,
     parse_limits,
 )
-from src.modules.common.exceptions import RateLimitedError, ServiceUnavailableError
+from src.modules.common.exceptions import (
+    DomainError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 
 logger = logging.getLogger("src.auth.throttle")
 
@@ -71,6 +82,18 @@ def account_key(*, user_id: int | None, identifier: str) -> str:
     if user_id is not None:
         return f"u{user_id}"
     return "i" + hashlib.sha256(identifier.encode()).hexdigest()[:32]
+
+
+def attempt_for_account(*, user_id: int, ip: str | None, device_token: str | None) -> Attempt:
+    """The attempt of a caller acting on a known account (a pending MFA sign-in, a signed-in
+    user proving a factor again): the account's counters, or only this browser's when its
+    device cookie is for this account."""
+    device = read_device_token(device_token)
+    return Attempt(
+        account=account_key(user_id=user_id, identifier=""),
+        ip=ip or "",
+        device=device[1] if device is not None and device[0] == user_id else None,
+    )
 
 
 class LoginThrottle:
@@ -127,6 +150,22 @@ class LoginThrottle:
                 await limiter.clear(item, *identifiers, strict=True)
         except LimiterUnavailableError as error:
             raise _unavailable(error) from None
+
+    async def guard(
+        self, attempt: Attempt, proof: Callable[[], Awaitable[bool]], error: DomainError
+    ) -> None:
+        """Run `proof` (a check of a code or password) under the throttle, as login does: 429
+        while throttled, before the proof runs; a failed proof counts and raises `error`; a
+        passed one clears the credential's counters. 503 when the counters cannot be used."""
+        if not self.enabled:
+            if not await proof():
+                raise error
+            return
+        await self.check(attempt)
+        if not await proof():
+            await self.record_failure(attempt)
+            raise error
+        await self.record_success(attempt)
 
 
 # Emails a "send me a link" route may trigger, per target address and per client IP.

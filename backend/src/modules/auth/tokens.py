@@ -7,8 +7,9 @@ replays nothing. Each row records a fingerprint of the account's state at issue 
 password hash): `consume` refuses a token once that state changed, so a reset link dies when
 the password changes and a verification link when the email changes. Consuming is one atomic
 `UPDATE ... WHERE used_at IS NULL AND expires_at > now RETURNING`, so two concurrent uses of
-one token cannot both succeed. Issuing a token voids the account's earlier unused tokens of the
-same purpose (only the latest link works).
+one token cannot both succeed; `peek` looks a token up without using it (a pending MFA sign-in
+stays usable through a mistyped code and is consumed only with the right one). Issuing a token
+voids the account's earlier unused tokens of the same purpose (only the latest link works).
 
 Hand-written: the single-use, purpose- and state-bound rules are this product's own; the
 primitives (HMAC, `secrets`) are the standard library's.
@@ -39,7 +40,8 @@ class Purpose(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Redeemed:
-    """A token that was just consumed: its account (the full `users` row) and payload."""
+    """A valid token's account (the full `users` row) and payload: just consumed, or only
+    looked at (`peek`)."""
 
     user: dict[str, Any]
     new_email: str | None
@@ -108,7 +110,35 @@ async def consume(db: AsyncSession, *, token: str, purpose: Purpose) -> Redeemed
     claimed = result.first()
     if claimed is None:
         return None
-    user_id, recorded, new_email = claimed
+    return await _redeemed(db, *claimed)
+
+
+async def peek(db: AsyncSession, *, token: str, purpose: Purpose) -> Redeemed | None:
+    """What `consume` would return, without using the token up: None when it is unknown, of
+    another purpose, expired, used, or the account changed since. Writes nothing.
+
+    Only a check before the real use: whoever acts on the token still `consume`s it, and only
+    that atomic step decides between two concurrent uses.
+    """
+    claimed = (
+        await db.execute(
+            select(AccountToken.user_id, AccountToken.fingerprint, AccountToken.new_email).where(
+                AccountToken.token_hash == hash_purpose_token(purpose.value, token),
+                AccountToken.purpose == purpose.value,
+                AccountToken.used_at.is_(None),
+                AccountToken.expires_at > utcnow(),
+            )
+        )
+    ).first()
+    if claimed is None:
+        return None
+    return await _redeemed(db, *claimed)
+
+
+async def _redeemed(
+    db: AsyncSession, user_id: int, recorded: str, new_email: str | None
+) -> Redeemed | None:
+    """The token's account, if it still exists and its state is the one the token recorded."""
     row = (
         await db.execute(
             select(*User.__table__.columns).where(User.id == user_id, User.is_deleted.is_(False))

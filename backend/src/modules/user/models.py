@@ -24,5 +24,9 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
     # Set once the owner proved the address (the verification link, or an OAuth provider that
     # verified it); an email change clears it until the new address is confirmed.
     is_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A second factor (TOTP) is on: the password alone opens no session. Kept by auth's MFA
+    # (`src/modules/auth/mfa`) with its rows; here so that login, which reads this row anyway,
+    # needs no other query to know.
+    mfa_enabled: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Set by the welcome-email task once the email is out, so a redelivered task sends nothing.
     welcome_email_sent_at: Mapped[datetime | None] = mapped_column(default=None)

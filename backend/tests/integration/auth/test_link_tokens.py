@@ -121,3 +121,35 @@ async def test_the_hourly_task_prunes_through_its_own_session(db_engine, clean_t
 
     assert result.return_value == 1
     assert prune_link_tokens.labels["schedule"] == [{"cron": "17 * * * *"}]
+
+
+async def test_peek_reads_a_token_without_using_it(db_session):
+    user = await create_user(db_session)
+    token = await _issue(db_session, user["id"], Purpose.MFA_LOGIN)
+
+    peeked = [await tokens.peek(db_session, token=token, purpose=Purpose.MFA_LOGIN) for _ in "ab"]
+    consumed = await tokens.consume(db_session, token=token, purpose=Purpose.MFA_LOGIN)
+
+    assert all(p is not None and p.user["id"] == user["id"] for p in peeked)
+    assert consumed is not None
+    assert await tokens.peek(db_session, token=token, purpose=Purpose.MFA_LOGIN) is None
+
+
+async def test_peek_refuses_what_consume_refuses(db_session):
+    user = await create_user(db_session)
+    token = await _issue(db_session, user["id"], Purpose.MFA_LOGIN)
+
+    assert await tokens.peek(db_session, token=token, purpose=Purpose.VERIFY_EMAIL) is None
+    assert await tokens.peek(db_session, token="nope", purpose=Purpose.MFA_LOGIN) is None
+    new_hash = await hash_password("Another-passphrase-42")
+    await crud_users.update(db_session, {"hashed_password": new_hash}, id=user["id"])
+    assert await tokens.peek(db_session, token=token, purpose=Purpose.MFA_LOGIN) is None
+
+    other = await create_user(db_session)
+    expired = await _issue(db_session, other["id"], Purpose.MFA_LOGIN)
+    await db_session.execute(
+        update(AccountToken)
+        .where(AccountToken.user_id == other["id"])
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    assert await tokens.peek(db_session, token=expired, purpose=Purpose.MFA_LOGIN) is None

@@ -8,7 +8,11 @@ from limits.aio.storage import MemoryStorage
 from src.infrastructure.ratelimit import RateLimiter
 from src.modules.auth.schemas import normalise_identifier
 from src.modules.auth.throttle import Attempt, LoginThrottle, account_key
-from src.modules.common.exceptions import RateLimitedError, ServiceUnavailableError
+from src.modules.common.exceptions import (
+    NotAuthenticatedError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 
 IP = "203.0.113.5"
 OTHER_IP = "198.51.100.1"
@@ -139,3 +143,43 @@ async def test_a_storage_outage_fails_closed(mocker):
 @pytest.mark.unit
 def test_identifiers_are_normalised_like_the_login_lookup():
     assert normalise_identifier("  Alice@Example.COM ") == "alice@example.com"
+
+
+@pytest.mark.unit
+async def test_guard_runs_a_proof_under_the_throttle(limiter):
+    throttle = LoginThrottle(account_limits="2/minute", ip_limits="100/minute")
+    attempt = _attempt("alice")
+    proofs: list[bool] = []
+
+    async def wrong() -> bool:
+        proofs.append(False)
+        return False
+
+    async def right() -> bool:
+        proofs.append(True)
+        return True
+
+    await throttle.guard(attempt, right, NotAuthenticatedError())
+    for _ in range(2):
+        with pytest.raises(NotAuthenticatedError):
+            await throttle.guard(attempt, wrong, NotAuthenticatedError())
+    with pytest.raises(RateLimitedError):
+        await throttle.guard(attempt, right, NotAuthenticatedError())
+
+    assert proofs == [True, False, False]  # a throttled proof is never run
+
+
+@pytest.mark.unit
+def test_an_attempt_on_a_known_account_uses_the_device_only_when_it_is_this_accounts():
+    from src.infrastructure.auth.tokens import new_device_token, read_device_token
+    from src.modules.auth.throttle import attempt_for_account
+
+    mine = new_device_token(7)
+    nonce = read_device_token(mine)[1]
+
+    assert attempt_for_account(user_id=7, ip="1.2.3.4", device_token=mine).device == nonce
+    assert attempt_for_account(user_id=8, ip="1.2.3.4", device_token=mine).device is None
+    assert attempt_for_account(user_id=7, ip=None, device_token="forged.x.y").device is None
+    assert attempt_for_account(user_id=7, ip=None, device_token=None) == Attempt(
+        account=account_key(user_id=7, identifier="anything"), ip="", device=None
+    )
