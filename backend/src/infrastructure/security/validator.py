@@ -7,6 +7,8 @@ the test suite need no real secrets.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sqlalchemy.engine import make_url
 
 from src.infrastructure.config.settings import DEFAULT_SECRET_KEY, Settings
@@ -44,6 +46,16 @@ def find_problems(settings: Settings) -> list[str]:
         problems.append("SESSION_BACKEND=memory loses sessions on restart and between workers")
     if settings.RATE_LIMIT_ENABLED and settings.RATE_LIMIT_STORAGE == "memory":
         problems.append("RATE_LIMIT_STORAGE=memory counts per process; use redis in production")
+    if not settings.RATE_LIMIT_ENABLED:
+        problems.append("RATE_LIMIT_ENABLED is false: failed logins would not be throttled")
+    if settings.EMAIL_BACKEND == "console":
+        problems.append(
+            "EMAIL_BACKEND=console sends nothing and writes every email, live reset links "
+            "included, to the logs; use smtp"
+        )
+    frontend = urlsplit(settings.FRONTEND_URL)
+    if frontend.scheme != "https" or frontend.hostname in ("localhost", "127.0.0.1", "::1"):
+        problems.append("FRONTEND_URL must be the https address users open (emailed links)")
     return problems
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import verify_password
@@ -26,6 +27,7 @@ from src.modules.auth.throttle import Attempt, account_key, attempt_for_account,
 from src.modules.auth.tokens import Purpose
 from src.modules.common.exceptions import NotAuthenticatedError, ResourceNotFoundError
 from src.modules.user.crud import crud_users
+from src.modules.user.models import User
 
 BAD_CREDENTIALS = "Incorrect username or password"
 BAD_MFA_CODE = "Invalid code"
@@ -212,7 +214,22 @@ class AuthService:
         device_token: str | None,
     ) -> LoginResult:
         """Open a session (the identity, and any second factor, proven). Ends the client's
-        previous session, so a planted session id never survives a sign-in, and commits."""
+        previous session, so a planted session id never survives a sign-in, and commits.
+
+        The account is read again, share-locked, in the transaction that adds the session: if
+        its password changed (a reset, a change) since `user` was read, no session opens; and a
+        reset that commits later waits for this transaction, then ends this session with the
+        others. Without it, a login checked against the old password could finish after the
+        reset and keep its session.
+        """
+        locked = await db.execute(
+            select(User.hashed_password)
+            .where(User.id == user["id"], User.is_deleted.is_(False))
+            .with_for_update(read=True)
+        )
+        if locked.scalar_one_or_none() != user["hashed_password"]:
+            await db.rollback()
+            raise NotAuthenticatedError(BAD_CREDENTIALS)
         if previous_token:
             await get_session_store().delete_by_token(db, previous_token)
         token = await get_session_store().create(

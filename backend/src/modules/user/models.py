@@ -21,8 +21,8 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
     tier_id: Mapped[int | None] = mapped_column(
         ForeignKey("tiers.id", ondelete="RESTRICT"), default=None, index=True
     )
-    # Set once the owner proved the address (the verification link, or an OAuth provider that
-    # verified it); an email change clears it until the new address is confirmed.
+    # Set once the owner proved the address: the verification link, a reset link, an email
+    # change confirmed from the new address, or an OAuth provider that verified it.
     is_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
     # A second factor (TOTP) is on: the password alone opens no session. Kept by auth's MFA
     # (`src/modules/auth/mfa`) with its rows; here so that login, which reads this row anyway,

@@ -56,8 +56,9 @@ async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
 async def update_user(
     username: str, payload: UserUpdate, context: CurrentSession, db: DBSession
 ) -> dict[str, Any]:
-    """Change your own profile (superusers: anyone's). A new password needs `current_password`
-    and ends your other sessions. The email changes only through
+    """Change your own profile (superusers: anyone's). `password` only for a superuser setting
+    someone else's (all their sessions end); your own changes through
+    `POST /api/v1/auth/change-password`, the email through
     `POST /api/v1/auth/email/change-request`. 403 for an unverified account when
     `EMAIL_VERIFICATION_REQUIRED`."""
     return await UserService().update(

@@ -107,8 +107,9 @@ class UserCreateInternal(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """Fields a user may change on their own account. Changing the password needs the old one.
-    The email is not one of them: it changes only once the new address is confirmed
+    """Fields of an account `PATCH /users/{username}` changes. `password` only for a superuser
+    setting someone else's (your own: `POST /api/v1/auth/change-password`). The email is not
+    one of them: it changes only once the new address is confirmed
     (`POST /api/v1/auth/email/change-request`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -116,7 +117,6 @@ class UserUpdate(BaseModel):
     name: Name | None = None
     username: Username | None = None
     password: Password | None = None  # after the fields the policy compares it with
-    current_password: str | None = Field(default=None, max_length=settings.PASSWORD_MAX_LENGTH)
     # Not settable: named here only so that sending it gets a 422 saying where to go.
     email: SkipJsonSchema[Annotated[None, BeforeValidator(_email_not_here)]] = None
 

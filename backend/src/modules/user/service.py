@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.infrastructure.auth.passwords import hash_password, verify_password
+from src.infrastructure.auth.passwords import hash_password
 from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_value
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.common.exceptions import (
-    BadRequestError,
     DuplicateValueError,
     ForbiddenError,
+    InvalidValueError,
     ResourceNotFoundError,
 )
 from src.modules.common.schemas import PageParams, build_page
@@ -116,9 +116,10 @@ class UserService:
         """Change a profile. A new password ends every session but the caller's own; it must
         pass the password policy against the account's new or stored username and email."""
         user = await self._get_for_write(username=username, actor=actor, db=db)
-        changes = payload.model_dump(exclude_unset=True, exclude={"current_password"})
+        changes = payload.model_dump(exclude_unset=True)
         changes = {key: value for key, value in changes.items() if value is not None}
         if "password" in changes:
+            _only_for_someone_else(user, actor)
             _check_new_password(changes, user)
         await self._ensure_unique(
             db,
@@ -128,7 +129,6 @@ class UserService:
             else None,
         )
         if "password" in changes:
-            await self._check_current_password(user, payload.current_password, actor, db)
             changes["hashed_password"] = await hash_password(changes.pop("password"))
         if not changes:
             return user
@@ -187,17 +187,16 @@ class UserService:
         if username is not None and await crud_users.exists(db, username=username):
             raise DuplicateValueError(USERNAME_TAKEN)
 
-    async def _check_current_password(
-        self, user: dict[str, Any], current: str | None, actor: Principal, db: AsyncSession
-    ) -> None:
-        if actor.is_superuser and actor.id != user["id"]:
-            return  # a superuser resetting someone else's password
-        if not current:
-            raise BadRequestError("current_password is required to set a new password")
-        row = await crud_users.get(db, id=user["id"])
-        valid, _ = await verify_password(current, row["hashed_password"] if row else None)
-        if not valid:
-            raise BadRequestError("current_password is incorrect")
+
+def _only_for_someone_else(user: dict[str, Any], actor: Principal) -> None:
+    """A password is set here only by a superuser, for someone else (who then signs in again).
+    Your own goes through `POST /api/v1/auth/change-password`: it needs the current one,
+    throttles guesses at it and tells your address."""
+    if actor.id == user["id"] or not actor.is_superuser:
+        raise InvalidValueError(
+            "change your own password with POST /api/v1/auth/change-password",
+            field="password",
+        )
 
 
 def _check_new_password(changes: dict[str, Any], user: dict[str, Any]) -> None:

@@ -395,3 +395,73 @@ async def test_a_reset_applies_the_password_rules_and_keeps_the_link_usable(
     assert error["loc"] == ["body", "new_password"]
     assert "username" in error["msg"]
     assert strong.status_code == 200, strong.text
+
+
+async def test_a_login_checked_against_the_old_password_opens_no_session_after_a_reset(
+    committed_client, monkeypatch
+):
+    """The race a reset must win: a login verifies the old password, the reset commits while
+    that login is between its check and its session, and the login must not come back with
+    a live session."""
+    from src.infrastructure.auth.passwords import hash_password, verify_password
+    from src.modules.auth import service as auth_service
+    from src.modules.auth.sessions import end_sessions
+    from src.modules.user.crud import crud_users
+
+    user = await committed_user()
+
+    async def verify_then_lose_the_race(password, stored_hash):
+        result = await verify_password(password, stored_hash)
+        async with get_sessionmaker()() as db:  # the reset, committed meanwhile
+            new_hash = await hash_password(NEW_PASSWORD)
+            await crud_users.update(db, {"hashed_password": new_hash}, id=user["id"], commit=False)
+            await end_sessions(db, user_id=user["id"])
+            await db.commit()
+        return result
+
+    monkeypatch.setattr(auth_service, "verify_password", verify_then_lose_the_race)
+    response = await committed_client.post(
+        f"{AUTH}/login", json={"username": user["username"], "password": DEFAULT_PASSWORD}
+    )
+
+    assert response.status_code == 401
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+    assert (await committed_client.get(ME)).status_code == 401
+
+
+async def test_email_change_requests_are_limited_per_target_address(
+    committed_client, mailbox, monkeypatch
+):
+    monkeypatch.setattr(
+        "src.modules.auth.account.routes.email_request_throttle",
+        EmailRequestThrottle(address_limits="2/hour", ip_limits="100/hour"),
+    )
+    user = await committed_user()
+    await sign_in(committed_client, user["username"])
+    body = {"new_email": "victim@example.org", "password": DEFAULT_PASSWORD}
+
+    statuses = [
+        (await committed_client.post(f"{AUTH}/email/change-request", json=body)).status_code
+        for _ in range(3)
+    ]
+    await settle()
+
+    assert statuses == [202, 202, 429]
+    assert len(mailbox.sent_to("victim@example.org")) == 2
+
+
+async def test_email_requests_are_limited_per_client_ip(committed_client, mailbox, monkeypatch):
+    monkeypatch.setattr(
+        "src.modules.auth.account.routes.email_request_throttle",
+        EmailRequestThrottle(address_limits="100/hour", ip_limits="2/hour"),
+    )
+    statuses = [
+        (
+            await committed_client.post(
+                f"{AUTH}/email/verify-request", json={"email": f"someone{n}@example.com"}
+            )
+        ).status_code
+        for n in range(3)
+    ]
+
+    assert statuses == [202, 202, 429]

@@ -153,3 +153,24 @@ async def test_peek_refuses_what_consume_refuses(db_session):
         .values(expires_at=utcnow() - timedelta(seconds=1))
     )
     assert await tokens.peek(db_session, token=expired, purpose=Purpose.MFA_LOGIN) is None
+
+
+async def test_two_concurrent_uses_of_one_token_one_wins(db_engine, clean_tables):
+    """Each use in its own transaction on the app's engine, at the same time."""
+    import asyncio
+
+    from src.infrastructure.database.session import get_sessionmaker
+
+    async with get_sessionmaker()() as db:
+        user = await create_user(db)
+        token = await _issue(db, user["id"])
+
+    async def use() -> bool:
+        async with get_sessionmaker()() as db:
+            redeemed = await tokens.consume(db, token=token, purpose=Purpose.RESET_PASSWORD)
+            await db.commit()
+            return redeemed is not None
+
+    outcomes = await asyncio.gather(*(use() for _ in range(5)))
+
+    assert sorted(outcomes) == [False] * 4 + [True]

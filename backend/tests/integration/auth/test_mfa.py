@@ -393,9 +393,9 @@ async def test_a_password_change_voids_the_pending_sign_in(client, app, db_sessi
     assert (await verify(client, clock.code(user["secret"]))).status_code == 200
     async with browser(app) as attacker:
         await password_step(attacker, user)
-        changed = await client.patch(
-            f"/api/v1/users/{user['username']}",
-            json={"password": "Another-passphrase-42", "current_password": user["password"]},
+        changed = await client.post(
+            "/api/v1/auth/change-password",
+            json={"new_password": "Another-passphrase-42", "current_password": user["password"]},
         )
         assert changed.status_code == 200, changed.text
 

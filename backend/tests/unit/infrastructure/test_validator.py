@@ -17,6 +17,8 @@ def _production(**overrides: object) -> Settings:
         "DATABASE_URL": "postgresql+asyncpg://app:s3cr3t-Pa55@db:5432/app",
         "RATE_LIMIT_STORAGE": "redis",
         "REDIS_URL": "redis://:pw@redis:6379/0",
+        "EMAIL_BACKEND": "smtp",
+        "FRONTEND_URL": "https://app.example.com",
     }
     return Settings(**(values | overrides))
 
@@ -41,6 +43,10 @@ def test_strong_production_settings_pass():
         ({"CSRF_ENABLED": False}, "CSRF"),
         ({"SESSION_BACKEND": "memory"}, "SESSION_BACKEND"),
         ({"RATE_LIMIT_STORAGE": "memory"}, "RATE_LIMIT_STORAGE"),
+        ({"RATE_LIMIT_ENABLED": False}, "RATE_LIMIT_ENABLED"),
+        ({"EMAIL_BACKEND": "console"}, "EMAIL_BACKEND"),
+        ({"FRONTEND_URL": "http://app.example.com"}, "FRONTEND_URL"),
+        ({"FRONTEND_URL": "https://localhost:3000"}, "FRONTEND_URL"),
     ],
 )
 def test_production_refuses_insecure_settings(overrides, needle):

@@ -107,7 +107,11 @@ async def request_email_change(
 ) -> dict[str, str]:
     """Ask to move your account to `new_email` (needs your password): a confirmation link
     goes to the new address; nothing changes until it is followed. If an account already uses
-    that address, it gets a notice instead, and the answer is the same."""
+    that address, it gets a notice instead, and the answer is the same. Limited per target
+    address and per client IP, like every route that sends a link (429 + `Retry-After`)."""
+    await email_request_throttle.hit(
+        kind="email/change-request", email=payload.new_email, ip=client_ip(request)
+    )
     free = await AccountService().request_email_change(
         principal=context.principal,
         session_id=context.session_id,

@@ -15,10 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.auth.passwords import hash_password, verify_password
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.auth.throttle import Attempt, account_key, login_throttle
-from src.modules.auth.tokens import Purpose, consume
+from src.modules.auth.tokens import Purpose, consume, peek
 from src.modules.common.exceptions import (
     BadRequestError,
-    InvalidValueError,
 )
 from src.modules.common.transactions import commit_or_conflict
 from src.modules.user.crud import crud_users
@@ -39,20 +38,23 @@ class AccountService:
 
     async def reset_password(self, *, token: str, new_password: str, db: AsyncSession) -> int:
         """Set a new password through a reset link; every session of the account ends.
-        Returns the user id."""
-        redeemed = await consume(db, token=token, purpose=Purpose.RESET_PASSWORD)
-        if redeemed is None:
-            await db.commit()
+        Returns the user id.
+
+        The link is looked at first (a bad password leaves it usable), the password hashed
+        with no transaction open (SQLite would block every writer meanwhile), then the link
+        consumed and the password written in one short transaction.
+        """
+        peeked = await peek(db, token=token, purpose=Purpose.RESET_PASSWORD)
+        await db.commit()
+        if peeked is None:
             raise BadRequestError(INVALID_LINK)
-        user = redeemed.user
-        try:
-            _enforce_policy(new_password, user)
-        except InvalidValueError:
-            await db.rollback()  # the link stays usable for a better password
-            raise
-        # The token stays claimed in this open transaction while the hash is computed.
+        _enforce_policy(new_password, peeked.user)
         new_hash = await hash_password(new_password)
-        user_id: int = user["id"]
+        redeemed = await consume(db, token=token, purpose=Purpose.RESET_PASSWORD)
+        if redeemed is None or redeemed.user["id"] != peeked.user["id"]:
+            await db.commit()  # used meanwhile, expired, or the account changed
+            raise BadRequestError(INVALID_LINK)
+        user_id: int = redeemed.user["id"]
         # Following the emailed link proves the address too.
         changes = {"hashed_password": new_hash, "is_verified": True}
         await crud_users.update(db, changes, id=user_id, commit=False)
