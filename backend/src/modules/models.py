@@ -1,8 +1,17 @@
 """Imports every slice's models so `Base.metadata` is complete (the app, Alembic, tests)."""
 
 from src.modules.auth.models import AccountToken, UserSession
+from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
 from src.modules.rate_limit.models import RateLimit
 from src.modules.tier.models import Tier
 from src.modules.user.models import User
 
-__all__ = ["AccountToken", "RateLimit", "Tier", "User", "UserSession"]
+__all__ = [
+    "AccountToken",
+    "OAuthAccount",
+    "OAuthUsedState",
+    "RateLimit",
+    "Tier",
+    "User",
+    "UserSession",
+]

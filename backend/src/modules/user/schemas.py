@@ -61,6 +61,7 @@ class UserCreateInternal(BaseModel):
     hashed_password: str
     is_superuser: bool = False
     tier_id: int | None = None
+    is_verified: bool = False
 
 
 class UserUpdate(BaseModel):
