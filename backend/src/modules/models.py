@@ -2,6 +2,7 @@
 
 from src.modules.auth.mfa.models import MfaCredential, MfaRecoveryCode
 from src.modules.auth.models import AccountToken, UserSession
+from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
 from src.modules.rate_limit.models import RateLimit
 from src.modules.tier.models import Tier
 from src.modules.user.models import User
@@ -10,6 +11,8 @@ __all__ = [
     "AccountToken",
     "MfaCredential",
     "MfaRecoveryCode",
+    "OAuthAccount",
+    "OAuthUsedState",
     "RateLimit",
     "Tier",
     "User",

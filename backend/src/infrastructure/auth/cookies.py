@@ -1,5 +1,5 @@
-"""Writing and clearing the session, CSRF, device and pending-MFA cookies with the flags the
-environment needs."""
+"""Writing and clearing the session, CSRF, device, pending-MFA and OAuth-flow cookies with the
+flags the environment needs."""
 
 from __future__ import annotations
 
@@ -79,11 +79,40 @@ def set_mfa_pending_cookie(response: Response, token: str) -> None:
     )
 
 
+OAUTH_FLOW_COOKIE_NAME = "oauth_flow"
+OAUTH_FLOW_COOKIE_PATH = "/api/v1/auth/oauth"  # sent back to the OAuth routes only
+
+
+def set_oauth_flow_cookie(response: Response, value: str, *, max_age: int) -> None:
+    """The sealed OAuth sign-in in progress, bound to this browser. SameSite=Lax, not Strict:
+    the provider sends the browser back with a cross-site top-level GET, which must carry it.
+    Host-only (no COOKIE_DOMAIN): only this API reads it."""
+    response.set_cookie(
+        OAUTH_FLOW_COOKIE_NAME,
+        value,
+        max_age=max_age,
+        path=OAUTH_FLOW_COOKIE_PATH,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
 def clear_mfa_pending_cookie(response: Response) -> None:
     response.delete_cookie(
         settings.MFA_PENDING_COOKIE_NAME,
         path=AUTH_COOKIE_PATH,
         domain=settings.COOKIE_DOMAIN,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_oauth_flow_cookie(response: Response) -> None:
+    response.delete_cookie(
+        OAUTH_FLOW_COOKIE_NAME,
+        path=OAUTH_FLOW_COOKIE_PATH,
         secure=settings.cookie_secure,
         httponly=True,
         samesite="lax",

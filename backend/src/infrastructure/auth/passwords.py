@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import functools
 import os
+import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,13 @@ def _verify_against_dummy(password: str) -> None:
 
 async def hash_password(password: str) -> str:
     return await _off_loop(_hasher().hash, password)
+
+
+async def unusable_password_hash() -> str:
+    """The hash of a random secret nobody is ever told: no password signs in to the account
+    (until a reset sets one), yet the hash is an ordinary one, so a login attempt against it
+    costs the same work as any other and reveals nothing."""
+    return await hash_password(secrets.token_urlsafe(32))
 
 
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:

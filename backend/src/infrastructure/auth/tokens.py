@@ -3,13 +3,19 @@
 A session token is 256 random bits; the database only ever holds HMAC-SHA256(SECRET_KEY, token),
 so a leaked table cannot be replayed as cookies. CSRF tokens are bound to the session token the
 same way (signed double-submit), so a cookie planted by a sibling subdomain is useless.
+Short-lived values a browser carries for the server (an OAuth sign-in in progress) are sealed:
+signed, bound to a purpose and expiring.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import secrets
+import time
 
 from src.infrastructure.config import settings
 
@@ -83,3 +89,42 @@ def hash_recovery_code(user_id: int, code: str) -> str:
     """The stored form of an MFA recovery code: keyed and bound to its account, so a leaked
     table neither reveals a code nor lets a code of one account match another's."""
     return _mac("mfa-recovery", f"{user_id}:{code}")
+
+
+def derived_secret(purpose: str, value: str) -> str:
+    """A secret only this server can compute from `value` (43 URL-safe characters): say the
+    PKCE verifier of an OAuth state, so the verifier never has to be stored or sent anywhere
+    but to the provider."""
+    key = settings.SECRET_KEY.encode()
+    digest = hmac.new(key, f"derive:{purpose}:{value}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def seal(purpose: str, payload: dict[str, str], *, ttl_seconds: int) -> str:
+    """`payload` signed for `purpose`, valid for `ttl_seconds`: `<base64 JSON>.<signature>`.
+
+    Signed, not encrypted: whoever holds it can read it, so it must carry nothing secret.
+    """
+    body = json.dumps({"exp": int(time.time()) + ttl_seconds, "data": payload}).encode()
+    encoded = base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+    return f"{encoded}.{_mac(f'seal:{purpose}', encoded)}"
+
+
+def unseal(purpose: str, value: str | None) -> tuple[dict[str, str], int] | None:
+    """(payload, expiry as a Unix time) of a value `seal` made for `purpose` that has not
+    expired, else None."""
+    if not value:
+        return None
+    encoded, _, signature = value.partition(".")
+    if not encoded or not hmac.compare_digest(signature, _mac(f"seal:{purpose}", encoded)):
+        return None
+    try:
+        sealed = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        expires, payload = int(sealed["exp"]), sealed["data"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        return None
+    if expires <= time.time() or not isinstance(payload, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in payload.items()):
+        return None
+    return payload, expires

@@ -151,8 +151,9 @@ class Settings(BaseSettings):
     SMTP_PASSWORD: str | None = Field(default=None, repr=False)
     SMTP_STARTTLS: bool = True
     SMTP_TIMEOUT_SECONDS: float = 10.0
-    # Where the links in emails point: the page that takes the token from `?token=` and posts
-    # it to the API (`/verify-email`, `/reset-password`, `/confirm-email-change`).
+    # The frontend: where the links in emails point (pages that take `?token=` and post it to
+    # the API: `/verify-email`, `/reset-password`, `/confirm-email-change`) and where an OAuth
+    # sign-in lands.
     FRONTEND_URL: str = "http://localhost:8000"
 
     # --- account lifecycle -------------------------------------------------------------------
@@ -188,6 +189,29 @@ class Settings(BaseSettings):
     # METRICS_PORT (a separate listener that is not exposed publicly).
     METRICS_TOKEN: str | None = Field(default=None, repr=False)
     METRICS_PORT: int | None = None
+
+    # --- OAuth sign-in (Google, GitHub) -------------------------------------------------------
+    # The browser lands on FRONTEND_URL (above) + the `redirect_to` path after an OAuth
+    # sign-in, or FRONTEND_URL + "/login?error=<code>" when it failed.
+    # The public origin providers send the browser back to: the redirect URI to register is
+    # <this>/api/v1/auth/oauth/<provider>/callback. None = the origin the request came in on.
+    OAUTH_REDIRECT_BASE_URL: str | None = None
+    # A provider is offered (and the /auth/oauth routes exist) only when both its client id and
+    # its secret are set.
+    OAUTH_GOOGLE_CLIENT_ID: str | None = None
+    OAUTH_GOOGLE_CLIENT_SECRET: str | None = Field(default=None, repr=False)
+    OAUTH_GITHUB_CLIENT_ID: str | None = None
+    OAUTH_GITHUB_CLIENT_SECRET: str | None = Field(default=None, repr=False)
+    # The providers' endpoints; tests point them at a fake provider.
+    OAUTH_GOOGLE_AUTHORIZE_URL: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    OAUTH_GOOGLE_TOKEN_URL: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    OAUTH_GOOGLE_USERINFO_URL: str = "https://openidconnect.googleapis.com/v1/userinfo"
+    OAUTH_GITHUB_AUTHORIZE_URL: str = "https://github.com/login/oauth/authorize"
+    OAUTH_GITHUB_TOKEN_URL: str = "https://github.com/login/oauth/access_token"  # noqa: S105
+    OAUTH_GITHUB_USER_URL: str = "https://api.github.com/user"
+    OAUTH_GITHUB_EMAILS_URL: str = "https://api.github.com/user/emails"
+    # Each call to a provider (code exchange, profile) gives up after this long.
+    OAUTH_HTTP_TIMEOUT_SECONDS: float = 10.0
 
     # --- data ----------------------------------------------------------------------------------
     DEFAULT_TIER_NAME: str = "free"

@@ -21,10 +21,10 @@ The per-request budget (see docs/performance.md):
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import event
@@ -135,6 +135,28 @@ def get_read_sessionmaker() -> async_sessionmaker[AsyncSession]:
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+_WRITES_ON_GET = "__writes_on_get__"
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
+
+
+def writes_on_get(endpoint: EndpointT) -> EndpointT:
+    """Mark a GET endpoint that must write, in one transaction: its requests get a
+    transactional session instead of the autocommit one safe methods get.
+
+    For the rare GET that a third party makes the browser send and that changes state (an
+    OAuth callback: the provider sends the browser back with a GET). Decorate the endpoint
+    function itself (below the router's decorator).
+    """
+    setattr(endpoint, _WRITES_ON_GET, True)
+    return endpoint
+
+
+def _transactional(request: Request) -> bool:
+    if request.method not in SAFE_METHODS:
+        return True
+    route = request.scope.get("route")  # set by FastAPI's routing before any dependency runs
+    return bool(getattr(getattr(route, "endpoint", None), _WRITES_ON_GET, False))
+
 
 _REQUEST_SESSION = "src.db.session"  # request.scope key: the request's session, while open
 
@@ -143,8 +165,8 @@ async def async_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
     """Yield one session per request; whatever the request did not commit is rolled back.
 
     GET/HEAD/OPTIONS requests must not write (beyond single-statement bookkeeping such as a
-    session's last-seen time), so they run in autocommit; every other method runs in one
-    transaction that the service commits.
+    session's last-seen time), so they run in autocommit; every other method, and a GET
+    endpoint marked `writes_on_get`, runs in one transaction that the service commits.
 
     One session per request however it is asked for: `DBSession` and a plain
     `Depends(async_session)` are cached apart by FastAPI (their scopes differ), so a second
@@ -155,7 +177,7 @@ async def async_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
     if existing is not None:
         yield existing
         return
-    maker = get_read_sessionmaker() if request.method in SAFE_METHODS else get_sessionmaker()
+    maker = get_sessionmaker() if _transactional(request) else get_read_sessionmaker()
     async with maker() as session:
         request.scope[_REQUEST_SESSION] = session
         try:

@@ -61,14 +61,24 @@ def find_problems(settings: Settings) -> list[str]:
 
 def _inconsistencies(settings: Settings) -> list[str]:
     """Settings that cannot work in any environment."""
+    problems = []
     redis_users = [
         name
         for name in ("SESSION_BACKEND", "RATE_LIMIT_STORAGE", "TASKIQ_BROKER")
         if getattr(settings, name) == "redis"
     ]
     if redis_users and not settings.REDIS_URL:
-        return [f"{', '.join(redis_users)} set to redis but REDIS_URL is empty"]
-    return []
+        problems.append(f"{', '.join(redis_users)} set to redis but REDIS_URL is empty")
+    for provider in ("GOOGLE", "GITHUB"):
+        # Half a client is a typo, not a choice: the provider would silently not be offered.
+        client_id = getattr(settings, f"OAUTH_{provider}_CLIENT_ID")
+        secret = getattr(settings, f"OAUTH_{provider}_CLIENT_SECRET")
+        if bool(client_id) != bool(secret):
+            problems.append(
+                f"OAUTH_{provider}_CLIENT_ID and OAUTH_{provider}_CLIENT_SECRET must be set "
+                "together (or both left empty)"
+            )
+    return problems
 
 
 def validate_settings(settings: Settings) -> None:

@@ -1,1 +1,2 @@
-"""Auth: login, logout, server-side sessions and the dependencies that resolve the caller."""
+"""Auth: login (password, OAuth), logout, server-side sessions and the dependencies that resolve
+the caller."""

@@ -1,5 +1,6 @@
-"""`/api/v1/auth`: login, logout, the current principal, the caller's sessions, and MFA
-(`/api/v1/auth/mfa`, `mfa/routes.py`)."""
+"""`/api/v1/auth`: login, logout, the current principal, the caller's sessions, MFA
+(`/api/v1/auth/mfa`, `mfa/routes.py`), the account lifecycle (`account/routes.py`), and
+`/auth/oauth/...` (`oauth/routes.py`) when an OAuth provider is configured (`api_router`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from src.infrastructure.database.session import DBSession
 from src.modules.auth.account.routes import router as account_router
 from src.modules.auth.dependencies import CurrentSession, OptionalSession
 from src.modules.auth.mfa.routes import router as mfa_router
+from src.modules.auth.oauth.providers import configured_providers
+from src.modules.auth.oauth.routes import router as oauth_router
 from src.modules.auth.schemas import (
     LoginRequest,
     LoginResponse,
@@ -159,3 +162,15 @@ async def revoke_session(
     if session_id == context.session_id:
         clear_session_cookie(response)
         set_csrf_cookie(response, None)
+
+
+def api_router() -> APIRouter:
+    """`/auth` as the app mounts it: the routes above, plus the OAuth sign-in routes when at
+    least one provider is configured. Read when the app is built: an app built without a
+    provider has no OAuth route at all (404, not a refusal)."""
+    if not configured_providers():
+        return router
+    mounted = APIRouter()
+    mounted.include_router(router)
+    mounted.include_router(oauth_router, prefix=router.prefix)
+    return mounted

@@ -6,16 +6,20 @@ operation, so a failed request leaves nothing half-written. Reads return dicts (
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.infrastructure.auth.passwords import hash_password
+from src.infrastructure.auth.passwords import hash_password, unusable_password_hash
 from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_value
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.common.exceptions import (
+    BadRequestError,
     DuplicateValueError,
     ForbiddenError,
     InvalidValueError,
@@ -27,8 +31,11 @@ from src.modules.tier.service import TierService
 from src.modules.user.crud import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE, crud_users
 from src.modules.user.password_policy import enforce_password_policy
 from src.modules.user.schemas import (
+    Email,
+    Name,
     UserCreate,
     UserCreateInternal,
+    Username,
     UserRead,
     UserTierUpdate,
     UserUpdate,
@@ -36,6 +43,12 @@ from src.modules.user.schemas import (
 
 EMAIL_TAKEN = "This email is already registered"
 USERNAME_TAKEN = "This username is already taken"
+
+_EMAIL = TypeAdapter(Email)
+_USERNAME = TypeAdapter(Username)
+_NAME = TypeAdapter(Name)
+_NOT_USERNAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
+_UNTRIMMED_ENDS = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
 
 
 def profile_cache_key(username: str) -> str:
@@ -103,6 +116,42 @@ class UserService:
         async with commit_or_conflict(db, _which_is_taken):
             await crud_users.create(db, row, commit=False)
         return await self.get_by_username(username=data.username, db=db)
+
+    async def create_verified(
+        self, *, email: str, username_hint: str, name: str | None, db: AsyncSession
+    ) -> dict[str, Any]:
+        """Register a user whose email address an identity provider verified (an OAuth
+        sign-up) and return the full `users` row.
+
+        On the default tier, `is_verified`, with a username derived from `username_hint`
+        (made valid and unique) and a password nobody knows: password sign-in stays impossible
+        until a reset sets one. Added to the caller's transaction (flushed, not committed), so
+        the caller links the identity and commits both at once. 409 when the email is taken,
+        400 when it is not a valid address.
+        """
+        try:
+            email = _EMAIL.validate_python(email)
+        except ValidationError:
+            raise BadRequestError("The provider gave an invalid email address") from None
+        await self._ensure_unique(db, email=email, username=None)
+        username = await self._available_username(db, username_hint)
+        try:
+            display_name = _NAME.validate_python((name or "").strip()[:50])
+        except ValidationError:
+            display_name = username
+        row = UserCreateInternal(
+            name=display_name,
+            username=username,
+            email=email,
+            hashed_password=await unusable_password_hash(),
+            tier_id=await TierService().ensure_default(db=db),
+            is_verified=True,
+        )
+        await crud_users.create(db, row, commit=False)
+        created = await crud_users.get(db, email=email)
+        if created is None:  # pragma: no cover - the row was flushed just above
+            raise ResourceNotFoundError("User not found")
+        return created
 
     async def update(
         self,
@@ -186,6 +235,23 @@ class UserService:
             raise DuplicateValueError(EMAIL_TAKEN)
         if username is not None and await crud_users.exists(db, username=username):
             raise DuplicateValueError(USERNAME_TAKEN)
+
+    async def _available_username(self, db: AsyncSession, hint: str) -> str:
+        """A free username that looks like `hint` (an email's local part, a provider login):
+        its allowed characters, then with a random suffix when it is taken or reserved."""
+        base = _UNTRIMMED_ENDS.sub("", _NOT_USERNAME_CHARS.sub("_", hint.lower()))
+        base = _UNTRIMMED_ENDS.sub("", base[:24])
+        if len(base) < 3:
+            base = f"user{base}"
+        suffixed = [f"{base}-{secrets.randbelow(10_000):04d}" for _ in range(5)]
+        for candidate in (base, *suffixed, f"user-{secrets.token_hex(6)}"):
+            try:
+                username = _USERNAME.validate_python(candidate)
+            except ValidationError:
+                continue  # a reserved name: try it with a suffix
+            if not await crud_users.exists(db, username=username):
+                return username
+        raise DuplicateValueError(USERNAME_TAKEN)  # pragma: no cover - 48 random bits taken
 
 
 def _only_for_someone_else(user: dict[str, Any], actor: Principal) -> None:

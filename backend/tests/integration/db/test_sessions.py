@@ -6,16 +6,24 @@ import pytest
 from sqlalchemy import func, insert, select
 from starlette.requests import Request
 
-from src.infrastructure.database.session import async_session, get_sessionmaker
+from src.infrastructure.database.session import async_session, get_sessionmaker, writes_on_get
 from src.modules.tier.models import Tier
 
 
-def _request(method: str) -> Request:
-    return Request({"type": "http", "method": method, "headers": []})
+class _Route:
+    def __init__(self, endpoint) -> None:
+        self.endpoint = endpoint
 
 
-async def _session(method: str):
-    generator = async_session(_request(method))
+def _request(method: str, endpoint=None) -> Request:
+    scope = {"type": "http", "method": method, "headers": []}
+    if endpoint is not None:
+        scope["route"] = _Route(endpoint)  # what FastAPI's routing leaves in the scope
+    return Request(scope)
+
+
+async def _session(method: str, endpoint=None):
+    generator = async_session(_request(method, endpoint))
     return generator, await anext(generator)
 
 
@@ -60,3 +68,26 @@ async def test_reads_are_not_blocked_by_an_open_write_transaction(clean_tables):
     await writer_gen.aclose()
 
     assert count == 0  # uncommitted rows are invisible, and the read did not wait
+
+
+@pytest.mark.integration
+async def test_a_get_marked_writes_on_get_runs_in_one_transaction(clean_tables):
+    """An OAuth callback is a GET that writes: marked, it gets a transaction (nothing is kept
+    unless it commits), where a plain GET's statements each commit on their own."""
+
+    @writes_on_get
+    async def callback() -> None: ...
+
+    async def plain() -> None: ...
+
+    marked_gen, marked = await _session("GET", callback)
+    await marked.execute(insert(Tier).values(name="half-written"))
+    await marked_gen.aclose()  # ended without commit
+
+    plain_gen, unmarked = await _session("GET", plain)
+    await unmarked.execute(insert(Tier).values(name="autocommitted"))
+    await plain_gen.aclose()
+
+    async with get_sessionmaker()() as check:
+        names = set((await check.scalars(select(Tier.name))).all())
+    assert names == {"autocommitted"}

@@ -8,18 +8,23 @@ router: FastAPI matches included routers level by level, so every request saves 
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from src.modules.auth.routes import router as auth_router
+from src.modules.auth.routes import api_router as auth_router
 from src.modules.rate_limit.dependencies import enforce_rate_limit
 from src.modules.rate_limit.routes import router as rate_limit_router
 from src.modules.tier.routes import router as tier_router
 from src.modules.user.routes import router as user_router
 
 PREFIX = "/api/v1"
-ROUTERS: tuple[APIRouter, ...] = (auth_router, user_router, tier_router, rate_limit_router)
+
+
+def routers() -> tuple[APIRouter, ...]:
+    """Every slice's router, as configured now (auth's OAuth routes exist only when a provider
+    is configured)."""
+    return (auth_router(), user_router, tier_router, rate_limit_router)
 
 
 def include_api_v1(app: FastAPI) -> None:
-    for router in ROUTERS:
+    for router in routers():
         app.include_router(
             router,
             prefix=PREFIX,
