@@ -85,8 +85,9 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
 # they reach the generic one.
 _UNAVAILABLE_ERRORS = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 # SQLSTATEs that mean the server cannot serve now: connection exceptions (class 08), too many
-# connections, administrator or crash shutdown, starting up.
-_UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+# connections, administrator or crash shutdown, starting up; and the transaction lost to a
+# concurrent one (deadlock, serialization failure): the same request may pass if retried.
+_UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03", "40P01", "40001")
 
 
 def _is_unavailable(exc: BaseException) -> bool:

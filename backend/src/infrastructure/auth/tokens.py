@@ -31,6 +31,12 @@ def _mac(purpose: str, value: str) -> str:
     return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of a value from a client with an expected ASCII signature.
+    Bytes, not str: `compare_digest` raises on non-ASCII text, which a cookie may carry."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
 def hash_token(token: str) -> str:
     """The stored form of a session or API token."""
     return _mac("session", token)
@@ -58,7 +64,7 @@ def csrf_token_matches(token: str, session_token: str | None) -> bool:
     nonce, _, signature = token.partition(".")
     if not nonce or not signature:
         return False
-    return hmac.compare_digest(signature, _csrf_signature(nonce, session_token))
+    return _same(signature, _csrf_signature(nonce, session_token))
 
 
 def _csrf_signature(nonce: str, session_token: str | None) -> str:
@@ -80,7 +86,7 @@ def read_device_token(value: str | None) -> tuple[int, str] | None:
     nonce, _, signature = rest.partition(".")
     if not (user_id.isdigit() and nonce and signature) or len(user_id) > 19:
         return None
-    if not hmac.compare_digest(signature, _mac("device", f"{user_id}:{nonce}")):
+    if not _same(signature, _mac("device", f"{user_id}:{nonce}")):
         return None
     return int(user_id), nonce
 
@@ -116,7 +122,7 @@ def unseal(purpose: str, value: str | None) -> tuple[dict[str, str], int] | None
     if not value:
         return None
     encoded, _, signature = value.partition(".")
-    if not encoded or not hmac.compare_digest(signature, _mac(f"seal:{purpose}", encoded)):
+    if not encoded or not _same(signature, _mac(f"seal:{purpose}", encoded)):
         return None
     try:
         sealed = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))

@@ -19,7 +19,7 @@ from src.infrastructure.auth.tokens import new_device_token, read_device_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
 from src.modules.auth import tokens
-from src.modules.auth.mfa.service import prove, use_code
+from src.modules.auth.mfa.service import lock_account, prove, use_code
 from src.modules.auth.schemas import normalise_identifier
 from src.modules.auth.sessions import Principal, get_session_store
 from src.modules.auth.sessions.base import PRINCIPAL_FIELDS
@@ -184,6 +184,9 @@ class AuthService:
         attempt = attempt_for_account(user_id=user_id, ip=ip_address, device_token=device_token)
 
         async def proof() -> bool:
+            # The account row first, as every MFA change locks it: one lock order, so a
+            # verification never deadlocks against a disable or new recovery codes.
+            await lock_account(db, user_id)
             return await use_code(db, user_id=user_id, code=code)
 
         await prove(db, attempt, proof, NotAuthenticatedError(BAD_MFA_CODE))

@@ -15,6 +15,7 @@ from src.modules.auth.account.tasks import (
     send_email_in_use_notice,
     send_password_changed_notice,
     send_password_reset,
+    send_security_notice,
     send_verification_email,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "send_email_in_use_notice",
     "send_password_changed_notice",
     "send_password_reset",
+    "send_security_notice",
     "send_verification_email",
 ]
 

@@ -29,7 +29,12 @@ from src.modules.auth.throttle import login_throttle
 from src.modules.auth.tokens import Purpose
 from src.modules.user.models import User
 from tests.helpers.csrf import browser
-from tests.helpers.factories import build_user_create_payload, create_user, login
+from tests.helpers.factories import (
+    DEFAULT_PASSWORD,
+    build_user_create_payload,
+    create_user,
+    login,
+)
 from tests.integration.api.test_auth import set_cookies, the_set_cookie
 
 pytestmark = pytest.mark.integration
@@ -66,7 +71,7 @@ def clock(monkeypatch) -> Clock:
 
 async def enable_mfa(client: AsyncClient, clock: Clock) -> tuple[str, list[str]]:
     """Enroll and confirm (with the previous step's code) for the signed-in user."""
-    enrolled = await client.post(ENROLL)
+    enrolled = await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})
     assert enrolled.status_code == 200, enrolled.text
     secret = enrolled.json()["secret"]
     confirmed = await client.post(CONFIRM, json={"code": clock.code(secret, -1)})
@@ -104,7 +109,7 @@ async def test_enroll_then_confirm_turns_mfa_on_with_ten_recovery_codes(client, 
     await login(client, user["username"], user["password"])
     assert (await client.get(MFA)).json() == {"enabled": False, "recovery_codes_left": 0}
 
-    enrolled = await client.post(ENROLL)
+    enrolled = await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})
 
     assert enrolled.status_code == 200, enrolled.text
     secret, uri = enrolled.json()["secret"], enrolled.json()["otpauth_uri"]
@@ -130,7 +135,7 @@ async def test_enroll_then_confirm_turns_mfa_on_with_ten_recovery_codes(client, 
 async def test_a_wrong_code_does_not_confirm(client, db_session, clock):
     user = await create_user(db_session)
     await login(client, user["username"], user["password"])
-    secret = (await client.post(ENROLL)).json()["secret"]
+    secret = (await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})).json()["secret"]
 
     wrong = await client.post(CONFIRM, json={"code": clock.code(secret, 5)})
 
@@ -147,7 +152,7 @@ async def test_confirm_without_enrolling_and_enrolling_again_while_on_are_409(
 
     assert (await client.post(CONFIRM, json={"code": "123456"})).status_code == 409
     await enable_mfa(client, clock)
-    again = await client.post(ENROLL)
+    again = await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})
     assert again.status_code == 409
     assert "secret" not in again.text
     assert (await client.post(CONFIRM, json={"code": "123456"})).status_code == 409
@@ -156,8 +161,8 @@ async def test_confirm_without_enrolling_and_enrolling_again_while_on_are_409(
 async def test_enrolling_again_before_confirming_replaces_the_secret(client, db_session, clock):
     user = await create_user(db_session)
     await login(client, user["username"], user["password"])
-    first = (await client.post(ENROLL)).json()["secret"]
-    second = (await client.post(ENROLL)).json()["secret"]
+    first = (await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})).json()["secret"]
+    second = (await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})).json()["secret"]
 
     assert first != second
     assert (await client.post(CONFIRM, json={"code": clock.code(first)})).status_code == 400
@@ -172,7 +177,7 @@ async def test_the_mfa_routes_need_a_session_and_csrf(client, plain_client, db_s
 
     user = await create_user(db_session)
     await login(plain_client, user["username"], user["password"])
-    no_csrf = await plain_client.post(ENROLL)
+    no_csrf = await plain_client.post(ENROLL, json={"password": DEFAULT_PASSWORD})
     assert no_csrf.status_code == 403
     assert "CSRF" in no_csrf.json()["detail"]
 
@@ -510,7 +515,7 @@ async def test_disable_needs_the_password_and_a_code(client, db_session, clock):
     assert (
         await client.post(DISABLE, json={"password": user["password"], "code": code})
     ).status_code == 409
-    assert (await client.post(ENROLL)).status_code == 200
+    assert (await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})).status_code == 200
 
 
 async def test_disable_with_a_recovery_code(client, db_session, clock):
@@ -645,3 +650,71 @@ async def test_two_verifications_of_one_pending_sign_in_open_one_session(
         winner, loser = (first, second) if results[0].status_code == 200 else (second, first)
         assert (await winner.get(USERS_ME)).status_code == 200
         assert (await loser.get(USERS_ME)).status_code == 401
+
+
+# --- review fixes: a stolen session cannot enable MFA; secrets are never cached -------------
+
+
+async def test_enrolling_needs_the_password_and_wrong_ones_are_throttled(
+    client, db_session, monkeypatch
+):
+    from src.infrastructure.ratelimit import parse_limits
+    from src.modules.auth.throttle import login_throttle
+
+    monkeypatch.setattr(login_throttle, "account_limits", parse_limits("2/day"))
+    monkeypatch.setattr(login_throttle, "device_limits", parse_limits("2/day"))
+    user = await create_user(db_session)
+    await login(client, user["username"], user["password"])
+
+    wrong = [
+        (await client.post(ENROLL, json={"password": "Not-the-password-1"})).status_code
+        for _ in range(3)
+    ]
+    missing = await client.post(ENROLL, json={})
+
+    assert wrong == [400, 400, 429]
+    assert missing.status_code == 422
+
+
+async def test_secrets_and_codes_are_never_cached(client, db_session, clock):
+    user = await create_user(db_session)
+    await login(client, user["username"], user["password"])
+
+    enrolled = await client.post(ENROLL, json={"password": DEFAULT_PASSWORD})
+    confirmed = await client.post(CONFIRM, json={"code": clock.code(enrolled.json()["secret"], -1)})
+    renewed = await client.post(
+        "/api/v1/auth/mfa/recovery-codes", json={"code": clock.code(enrolled.json()["secret"])}
+    )
+
+    for response in (enrolled, confirmed, renewed):
+        assert response.status_code == 200, response.text
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_mfa_changes_are_mailed_to_the_account(
+    committed_client, db_engine, clock, monkeypatch
+):
+    from src.infrastructure.database.session import get_sessionmaker
+    from src.infrastructure.email import MemoryEmailSender, get_email_sender
+    from src.infrastructure.taskiq import default_broker
+    from src.infrastructure.taskiq.brokers import drain
+
+    sender = MemoryEmailSender()
+    monkeypatch.setitem(default_broker.dependency_overrides, get_email_sender, lambda: sender)
+    async with get_sessionmaker()() as db:
+        user = await create_user(db)
+    await login(committed_client, user["username"], user["password"])
+    secret, _ = await enable_mfa(committed_client, clock)
+    code = {"code": clock.code(secret)}
+    assert (
+        await committed_client.post("/api/v1/auth/mfa/recovery-codes", json=code)
+    ).status_code == 200
+    off = {"password": user["password"], "code": clock.code(secret, 1)}
+    assert (await committed_client.post(DISABLE, json=off)).status_code == 204
+    await drain(default_broker)
+
+    subjects = [m.text for m in sender.sent_to(user["email"]) if "security setting" in m.subject]
+    assert len(subjects) == 3
+    assert "turned on" in subjects[0]
+    assert "recovery codes" in subjects[1]
+    assert "turned off" in subjects[2]

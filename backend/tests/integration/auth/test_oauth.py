@@ -520,7 +520,9 @@ async def test_an_account_with_mfa_still_needs_its_code_after_oauth(
     async with browser(app) as setup:
         login = {"username": owner["email"], "password": owner["password"]}
         assert (await setup.post("/api/v1/auth/login", json=login)).status_code == 200
-        secret = (await setup.post("/api/v1/auth/mfa/enroll")).json()["secret"]
+        secret = (
+            await setup.post("/api/v1/auth/mfa/enroll", json={"password": owner["password"]})
+        ).json()["secret"]
         code = {"code": pyotp.TOTP(secret).at(now, counter_offset=-1)}
         assert (await setup.post("/api/v1/auth/mfa/confirm", json=code)).status_code == 200
 
@@ -534,3 +536,53 @@ async def test_an_account_with_mfa_still_needs_its_code_after_oauth(
     verified = await web.post("/api/v1/auth/mfa/verify", json={"code": pyotp.TOTP(secret).at(now)})
     assert verified.status_code == 200, verified.text
     assert (await web.get("/api/v1/users/me")).json()["id"] == owner["id"]
+
+
+async def test_a_squatters_mfa_does_not_survive_the_owners_takeover(
+    app, web, at_provider, db_engine, monkeypatch
+):
+    """Someone registered the owner's address (unverified) and turned MFA on: the owner's
+    verified provider sign-in takes the account over, the squatter's authenticator with it."""
+    from datetime import UTC, datetime
+
+    import pyotp
+
+    from src.modules.auth.mfa import service as mfa_service
+
+    now = datetime.now(UTC)
+    monkeypatch.setattr(mfa_service, "utcnow", lambda: now)
+    squatter = await password_user(db_engine, email="ada@example.com", verified=False)
+    async with browser(app) as setup:
+        login = {"username": squatter["email"], "password": squatter["password"]}
+        assert (await setup.post("/api/v1/auth/login", json=login)).status_code == 200
+        secret = (
+            await setup.post("/api/v1/auth/mfa/enroll", json={"password": squatter["password"]})
+        ).json()["secret"]
+        code = {"code": pyotp.TOTP(secret).at(now, counter_offset=-1)}
+        assert (await setup.post("/api/v1/auth/mfa/confirm", json=code)).status_code == 200
+
+    response = await sign_in(web, at_provider)
+
+    assert failure(response) is None
+    assert urlsplit(response.headers["location"]).path == "/"
+    me = await web.get("/api/v1/users/me")
+    assert me.json()["id"] == squatter["id"]
+    assert (await web.get("/api/v1/auth/mfa")).json()["enabled"] is False
+
+
+@pytest.mark.parametrize("cookie", ["oauth_flow", "device"])
+async def test_a_non_ascii_cookie_is_refused_not_a_500(app, web, cookie):
+    raw = [(b"cookie", f"{cookie}=abc.\u00e9".encode("latin-1"))]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN) as client:
+        if cookie == "oauth_flow":
+            response = await client.get(
+                f"{OAUTH}/google/callback", params={"state": "s", "code": "c"}, headers=raw
+            )
+            assert failure(response) == "invalid_state"
+        else:
+            response = await client.post(
+                "/api/v1/auth/login",
+                json={"username": "nobody", "password": "Whatever-1"},
+                headers=raw,
+            )
+            assert response.status_code == 401

@@ -76,7 +76,9 @@ async def test_mfa_verification_fails_closed_when_the_throttle_redis_dies(
     monkeypatch.setattr(mfa_service, "utcnow", lambda: now)
     user = await create_user(db_session)
     await login(client, user["username"], user["password"])
-    secret = (await client.post("/api/v1/auth/mfa/enroll")).json()["secret"]
+    secret = (
+        await client.post("/api/v1/auth/mfa/enroll", json={"password": user["password"]})
+    ).json()["secret"]
     totp = pyotp.TOTP(secret)
     confirm = {"code": totp.at(now, counter_offset=-1)}
     assert (await client.post("/api/v1/auth/mfa/confirm", json=confirm)).status_code == 200

@@ -20,6 +20,7 @@ CONTEXTS = {
     "change_email": {"name": "Ann", "url": "http://x/c?token=t", "valid_for": "1 hour"},
     "email_changed": {"name": "Ann", "new_email": "new@example.com"},
     "email_in_use": {},
+    "security_notice": {"name": "Ann", "event": "two-factor authentication was turned on"},
     "password_changed": {"name": "Ann", "reset": True},
 }
 

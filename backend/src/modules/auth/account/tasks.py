@@ -133,6 +133,24 @@ async def send_email_change_confirmation(
     )
 
 
+# What a security notice says happened (the `security_notice` template's `event`).
+MFA_ENABLED = "two-factor authentication was turned on"
+MFA_DISABLED = "two-factor authentication was turned off"
+RECOVERY_CODES = "new two-factor recovery codes were generated (the old ones stopped working)"
+
+
+@default_broker.task(task_name="auth.send_security_notice")
+async def send_security_notice(user_id: int, event: str, db: TaskDB, sender: Sender) -> bool:
+    """Tell the account's address that a security setting changed (`event`)."""
+    user = await _user(db, id=user_id)
+    if user is None:
+        return False
+    await sender.send(
+        render_email("security_notice", to=user["email"], name=user["name"], event=event)
+    )
+    return True
+
+
 @default_broker.task(task_name="auth.send_email_in_use_notice")
 async def send_email_in_use_notice(email: str, sender: Sender) -> bool:
     """An email change asked for an address an account already uses: tell that address."""

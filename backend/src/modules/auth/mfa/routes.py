@@ -9,11 +9,19 @@ from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.auth.cookies import clear_mfa_pending_cookie, set_sign_in_cookies
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
+from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
+from src.modules.auth.account.tasks import (
+    MFA_DISABLED,
+    MFA_ENABLED,
+    RECOVERY_CODES,
+    send_security_notice,
+)
 from src.modules.auth.dependencies import CurrentSession
 from src.modules.auth.mfa.schemas import (
     MfaCodeRequest,
     MfaDisableRequest,
     MfaEnrollment,
+    MfaEnrollRequest,
     MfaStatus,
     MfaVerifyRequest,
     RecoveryCodes,
@@ -32,32 +40,61 @@ async def mfa_status(context: CurrentSession, db: DBSession) -> dict[str, object
     return await MfaService().status(user_id=context.principal.id, db=db)
 
 
+NO_STORE = {"Cache-Control": "no-store"}  # secrets and codes: no cache may keep them
+
+
 @router.post("/enroll", response_model=MfaEnrollment)
-async def enroll(context: CurrentSession, db: DBSession) -> dict[str, str]:
-    """Start enrolling an authenticator: a new TOTP secret and its `otpauth://` URI (render it
-    as a QR code), shown this once. MFA is off until `POST /auth/mfa/confirm`; enrolling again
-    before that replaces the secret. 409 while MFA is on (disable it first)."""
-    return await MfaService().enroll(principal=context.principal, db=db)
+async def enroll(
+    payload: MfaEnrollRequest,
+    request: Request,
+    response: Response,
+    context: CurrentSession,
+    db: DBSession,
+) -> dict[str, str]:
+    """Start enrolling an authenticator (needs your password: 400 when wrong, counted as a
+    failed login): a new TOTP secret and its `otpauth://` URI (render it as a QR code), shown
+    this once. MFA is off until `POST /auth/mfa/confirm`; enrolling again before that replaces
+    the secret. 409 while MFA is on (disable it first)."""
+    response.headers.update(NO_STORE)
+    return await MfaService().enroll(
+        principal=context.principal,
+        password=payload.password,
+        db=db,
+        ip_address=client_ip(request),
+        device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
+    )
 
 
 @router.post("/confirm", response_model=RecoveryCodes)
 async def confirm(
-    payload: MfaCodeRequest, context: CurrentSession, db: DBSession
+    payload: MfaCodeRequest,
+    response: Response,
+    context: CurrentSession,
+    db: DBSession,
+    broker: TaskBroker,
 ) -> dict[str, list[str]]:
     """Turn MFA on with a current code from the enrolled authenticator (400 if wrong). Returns
-    10 single-use recovery codes, shown this once. The user's other sessions end."""
+    10 single-use recovery codes, shown this once. The user's other sessions end; the
+    account's address is told."""
+    response.headers.update(NO_STORE)
     codes = await MfaService().confirm(
         principal=context.principal, code=payload.code, session_id=context.session_id, db=db
     )
+    await enqueue(send_security_notice, context.principal.id, MFA_ENABLED, broker=broker)
     return {"recovery_codes": codes}
 
 
 @router.post("/disable", status_code=status.HTTP_204_NO_CONTENT)
 async def disable(
-    payload: MfaDisableRequest, request: Request, context: CurrentSession, db: DBSession
+    payload: MfaDisableRequest,
+    request: Request,
+    context: CurrentSession,
+    db: DBSession,
+    broker: TaskBroker,
 ) -> None:
     """Turn MFA off: needs the password and a code (TOTP or recovery; 400 if either is wrong,
-    counted as a failed login). The secret and the recovery codes are deleted."""
+    counted as a failed login). The secret and the recovery codes are deleted; the account's
+    address is told."""
     await MfaService().disable(
         principal=context.principal,
         password=payload.password,
@@ -66,13 +103,21 @@ async def disable(
         ip_address=client_ip(request),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
+    await enqueue(send_security_notice, context.principal.id, MFA_DISABLED, broker=broker)
 
 
 @router.post("/recovery-codes", response_model=RecoveryCodes)
 async def regenerate_recovery_codes(
-    payload: MfaCodeRequest, request: Request, context: CurrentSession, db: DBSession
+    payload: MfaCodeRequest,
+    request: Request,
+    response: Response,
+    context: CurrentSession,
+    db: DBSession,
+    broker: TaskBroker,
 ) -> dict[str, list[str]]:
-    """New recovery codes (proven with a TOTP or recovery code): the old ones stop working."""
+    """New recovery codes (proven with a TOTP or recovery code): the old ones stop working.
+    The account's address is told."""
+    response.headers.update(NO_STORE)
     codes = await MfaService().regenerate_recovery_codes(
         principal=context.principal,
         code=payload.code,
@@ -80,6 +125,7 @@ async def regenerate_recovery_codes(
         ip_address=client_ip(request),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
+    await enqueue(send_security_notice, context.principal.id, RECOVERY_CODES, broker=broker)
     return {"recovery_codes": codes}
 
 

@@ -31,6 +31,10 @@ class MfaCodeRequest(BaseModel):
     code: Code
 
 
+class MfaEnrollRequest(BaseModel):
+    password: str = Field(min_length=1, max_length=1024, description="Your current password")
+
+
 class MfaDisableRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
     code: Code

@@ -61,6 +61,7 @@ ALREADY_ENABLED = "MFA is already enabled: disable it first to enroll a new auth
 NOT_ENROLLED = "No authenticator to confirm: start with POST /auth/mfa/enroll"
 NOT_ENABLED = "MFA is not enabled"
 INVALID_CODE = "Invalid code"
+INVALID_PASSWORD = "The password is incorrect"  # noqa: S105 - a message
 INVALID_PASSWORD_OR_CODE = "Incorrect password or code"  # noqa: S105 - a message
 ENROLLING = "Another MFA change for this account is in progress, try again"
 
@@ -174,7 +175,7 @@ async def _replace_recovery_codes(db: AsyncSession, user_id: int) -> list[str]:
     return codes
 
 
-async def _lock_account(db: AsyncSession, user_id: int) -> bool:
+async def lock_account(db: AsyncSession, user_id: int) -> bool:
     """Lock the account's `users` row for this transaction; return whether MFA is on.
 
     `FOR NO KEY UPDATE` on Postgres: it serialises MFA changes of one account but not the
@@ -184,6 +185,13 @@ async def _lock_account(db: AsyncSession, user_id: int) -> bool:
         select(User.mfa_enabled).where(User.id == user_id).with_for_update(key_share=True)
     )
     return bool(enabled)
+
+
+async def remove_mfa(db: AsyncSession, *, user_id: int) -> None:
+    """Delete the account's secret and recovery codes (the caller sets `mfa_enabled` and
+    commits)."""
+    await db.execute(delete(MfaCredential).where(MfaCredential.user_id == user_id))
+    await db.execute(delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id))
 
 
 class MfaService:
@@ -198,11 +206,34 @@ class MfaService:
             )
         return {"enabled": enabled, "recovery_codes_left": int(left or 0)}
 
-    async def enroll(self, *, principal: Principal, db: AsyncSession) -> dict[str, str]:
+    async def enroll(
+        self,
+        *,
+        principal: Principal,
+        password: str,
+        db: AsyncSession,
+        ip_address: str | None = None,
+        device_token: str | None = None,
+    ) -> dict[str, str]:
         """A new secret for the caller (replacing an unconfirmed one); MFA stays off until
-        `confirm`. 409 while MFA is on."""
+        `confirm`. Needs the password (throttled like a login): a stolen session alone must
+        not be able to put the account behind the thief's authenticator. 409 while MFA is
+        on."""
+        hashed_password = await db.scalar(
+            select(User.hashed_password).where(User.id == principal.id)
+        )
+        await db.commit()  # no connection held while the throttle is asked and the hash runs
+
+        async def proof() -> bool:
+            valid, _ = await verify_password(password, hashed_password)
+            return valid
+
+        attempt = attempt_for_account(
+            user_id=principal.id, ip=ip_address, device_token=device_token
+        )
+        await login_throttle.guard(attempt, proof, BadRequestError(INVALID_PASSWORD))
         async with commit_or_conflict(db, ENROLLING, ConflictError):
-            if await _lock_account(db, principal.id):
+            if await lock_account(db, principal.id):
                 raise ConflictError(ALREADY_ENABLED)
             secret = pyotp.random_base32()
             await db.execute(delete(MfaCredential).where(MfaCredential.user_id == principal.id))
@@ -226,7 +257,7 @@ class MfaService:
         codes (the only time they exist in clear) and ends the caller's other sessions, which
         were opened with the password alone."""
         user_id = principal.id
-        if await _lock_account(db, user_id):
+        if await lock_account(db, user_id):
             raise ConflictError(ALREADY_ENABLED)
         stored = await db.scalar(
             select(MfaCredential.secret_ciphertext).where(MfaCredential.user_id == user_id)
@@ -273,15 +304,14 @@ class MfaService:
             valid, _ = await verify_password(password, hashed_password)
             if not valid:
                 return False  # the code is tried (and used up) only with the right password
-            if not await _lock_account(db, user_id):
+            if not await lock_account(db, user_id):
                 raise ConflictError(NOT_ENABLED)  # disabled meanwhile
             return await use_code(db, user_id=user_id, code=code)
 
         attempt = attempt_for_account(user_id=user_id, ip=ip_address, device_token=device_token)
         await prove(db, attempt, proof, BadRequestError(INVALID_PASSWORD_OR_CODE))
         await db.execute(update(User).where(User.id == user_id).values(mfa_enabled=False))
-        await db.execute(delete(MfaCredential).where(MfaCredential.user_id == user_id))
-        await db.execute(delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id))
+        await remove_mfa(db, user_id=user_id)
         await db.commit()
 
     async def regenerate_recovery_codes(
@@ -298,7 +328,7 @@ class MfaService:
         user_id = principal.id
 
         async def proof() -> bool:
-            if not await _lock_account(db, user_id):
+            if not await lock_account(db, user_id):
                 raise ConflictError(NOT_ENABLED)
             return await use_code(db, user_id=user_id, code=code)
 

@@ -36,11 +36,12 @@ from src.modules.auth.oauth.providers import Provider, configured_providers
 from src.modules.auth.oauth.service import (
     FLOW_TTL_SECONDS,
     Caller,
+    Failure,
     OAuthService,
     OAuthSignInError,
 )
 from src.modules.auth.service import MfaRequired
-from src.modules.common.exceptions import ResourceNotFoundError
+from src.modules.common.exceptions import DomainError, ResourceNotFoundError
 
 logger = logging.getLogger("src.auth.oauth")
 
@@ -134,10 +135,12 @@ async def oauth_callback(
                 device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
             ),
         )
-    except OAuthSignInError as failure:
-        logger.info("oauth sign-in through %s refused: %s", chosen.name, failure)
+    except (OAuthSignInError, DomainError) as refused:
+        # A browser on a redirect flow lands on the login page either way, never on JSON.
+        code = refused.code if isinstance(refused, OAuthSignInError) else Failure.SIGN_IN_FAILED
+        logger.info("oauth sign-in through %s refused: %s", chosen.name, code)
         response = RedirectResponse(
-            _frontend(f"/login?error={failure.code}"), status_code=status.HTTP_303_SEE_OTHER
+            _frontend(f"/login?error={code}"), status_code=status.HTTP_303_SEE_OTHER
         )
     else:
         if isinstance(done.login, MfaRequired):

@@ -68,6 +68,7 @@ from src.infrastructure.auth.tokens import (
     unseal,
 )
 from src.infrastructure.database.models import utcnow
+from src.modules.auth.mfa.service import remove_mfa
 from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
 from src.modules.auth.oauth.providers import Identity, Provider, ProviderResponseError, client
 from src.modules.auth.service import AuthService, SignInResult
@@ -98,6 +99,7 @@ class Failure(StrEnum):
     EMAIL_UNVERIFIED = "email_unverified"  # the provider does not vouch for the address
     ACCOUNT_CONFLICT = "account_conflict"  # the address's user has another such identity
     ACCOUNT_UNAVAILABLE = "account_unavailable"  # the user is deleted
+    SIGN_IN_FAILED = "sign_in_failed"  # refused while signing in (say a password changed)
 
 
 class OAuthSignInError(Exception):
@@ -194,7 +196,8 @@ class OAuthService:
         except (IntegrityError, DuplicateValueError) as clash:
             # A concurrent sign-in linked or created the same identity or address first.
             await db.rollback()
-            raise OAuthSignInError(Failure.ACCOUNT_CONFLICT, str(clash)) from None
+            # The type only: the database's message carries the row's values (personal data).
+            raise OAuthSignInError(Failure.ACCOUNT_CONFLICT, type(clash).__name__) from None
         logger.info("oauth sign-in: user %s through %s", user["id"], provider.name)
         return Completed(
             login=login,
@@ -316,14 +319,20 @@ async def _identify(provider: Provider, *, code: str, state: str, redirect_uri: 
             KeyError,
             TypeError,
         ) as failure:
-            reason = f"{type(failure).__name__}: {failure}"
-            raise OAuthSignInError(Failure.PROVIDER_ERROR, reason) from None
+            # The type only: a validation error's text quotes the provider's profile.
+            raise OAuthSignInError(Failure.PROVIDER_ERROR, type(failure).__name__) from None
 
 
 async def _claim_unverified(db: AsyncSession, user: dict[str, Any]) -> dict[str, Any]:
     """The provider's account owner takes over a user who never verified the address: the
-    password whoever registered it set stops working and their sessions end."""
-    changes = {"is_verified": True, "hashed_password": await unusable_password_hash()}
+    password whoever registered it set stops working, any MFA they enrolled is removed (else
+    their authenticator would gate the owner's sign-in) and their sessions end."""
+    changes = {
+        "is_verified": True,
+        "hashed_password": await unusable_password_hash(),
+        "mfa_enabled": False,
+    }
     await crud_users.update(db, changes, id=user["id"], commit=False)
+    await remove_mfa(db, user_id=user["id"])
     await end_sessions(db, user_id=user["id"])
     return user | changes
