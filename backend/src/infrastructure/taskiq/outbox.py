@@ -171,8 +171,11 @@ _CREDENTIALS = re.compile(r"(//)[^/@\s]*@")
 
 
 def describe_error(error: BaseException) -> str:
-    """The exception's type and message, short, with any URL's credentials masked."""
+    """The exception's type and message (and its cause's: taskiq wraps the broker's error),
+    short, with any URL's credentials masked."""
     text = f"{type(error).__name__}: {error}".strip()
+    if error.__cause__ is not None:
+        text += f" ({type(error.__cause__).__name__}: {error.__cause__})"
     return _CREDENTIALS.sub(r"\1***@", text)[:_ERROR_LENGTH]
 
 
@@ -221,6 +224,7 @@ class OutboxRelay:
         self._read_sessionmaker = read_sessionmaker or get_read_sessionmaker
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._refusing = False  # the broker refused the last attempt (one log per outage)
         self._db_failing = False
         self._next_prune = 0.0
@@ -370,18 +374,24 @@ class OutboxRelay:
             self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        """Let the pass in progress finish (bounded), then end the loop. What it did not send
+        stays in the table for the next relay."""
         _wakeups.discard(self._wakeup)
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(task, timeout=self.config.OUTBOX_PUBLISH_TIMEOUT_SECONDS + 5)
+        except TimeoutError:
+            logger.warning("outbox relay: the pass in progress was abandoned on shutdown")
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             published = 0
             try:
@@ -395,8 +405,8 @@ class OutboxRelay:
                 if not self._db_failing:
                     self._db_failing = True
                     logger.warning("outbox relay pass failed (%s); retrying", describe_error(error))
-            if published >= self.config.OUTBOX_BATCH_SIZE:
-                continue  # more are due
+            if published >= self.config.OUTBOX_BATCH_SIZE or self._stopping:
+                continue  # more are due (or stop)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wakeup.wait(), timeout=self.config.OUTBOX_POLL_INTERVAL_SECONDS
@@ -457,7 +467,8 @@ class OutboxReceiver(Receiver):
         message: TaskiqMessage,
         ack_controller: AckController | None = None,
     ) -> TaskiqResult[Any]:
-        if not message.labels.get(OUTBOX_LABEL):
+        # Brokers may carry labels as strings ("True").
+        if str(message.labels.get(OUTBOX_LABEL, "")).lower() not in {"1", "true"}:
             return await super().run_task(target, message, ack_controller)
         try:
             done = await already_done(message.task_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -157,7 +158,12 @@ class AppProcess:
     def start(self, *, ready_when: str, timeout: float = 60.0) -> AppProcess:
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
-                self.args, cwd=BACKEND_DIR, env=self.env, stdout=output, stderr=output
+                self.args,
+                cwd=BACKEND_DIR,
+                env=self.env,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,  # its own process group: `kill()` reaches its children
             )
         self.wait_for_output(ready_when, timeout=timeout)
         return self
@@ -175,6 +181,13 @@ class AppProcess:
                 message = f"no {text!r} from {self.args} in {timeout} s:\n{self.output()}"
                 raise AssertionError(message)
             time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started (a crash: no cleanup at all)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
