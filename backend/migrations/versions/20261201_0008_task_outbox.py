@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.String(length=200), nullable=True),
         sa.Column("sent_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("done_at", UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_outbox")),
     )

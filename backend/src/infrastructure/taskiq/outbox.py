@@ -41,15 +41,19 @@ others poll every `OUTBOX_POLL_INTERVAL_SECONDS`.
 
 Delivery is at least once: a relay that published and died before marking the row sent
 publishes it again, and the Redis stream hands a dead worker's message to another. Consumers
-make it harmless (`OutboxReceiver`): a task that came from the outbox records `done_at` on
-its row when it finished without error, and a delivery of a task id already done is skipped
-without running. What is promised, precisely: a committed task runs to success at least once
-(retries with backoff, `RetryMiddleware`), and a delivery that arrives after a success was
-recorded runs nothing. Not promised: a run that crashes after its side effect and before the
-record (a few milliseconds) repeats the effect once, and two deliveries running at the same
-moment both run; tasks guard what must never repeat with their own state too (the welcome
-email checks and sets `users.welcome_email_sent_at`; a repeated link email voids the previous
-link).
+make it harmless (`OutboxReceiver`): before running a task that came from the outbox, the
+consumer claims its row (`started_at`, one conditional UPDATE); a delivery of a task id
+already done (`done_at`) is skipped, and one that arrives while another run of it is in
+progress waits for that run's outcome (two copies published around a broker restart arrive
+together). A failed run clears `started_at` so its retry goes at once; a claim older than
+`TASKIQ_REDELIVER_AFTER_SECONDS` (its worker died) no longer blocks. What is promised,
+precisely: a committed task runs to success at least once (retries with backoff,
+`RetryMiddleware`), and a delivery after a recorded success, or during a live run, does not
+run it again. Not promised: a run that crashes after its side effect and before `done_at`
+(milliseconds) repeats the effect once, and so does a run still going after
+`TASKIQ_REDELIVER_AFTER_SECONDS` when a copy arrives; tasks guard what must never repeat with
+their own state too (the welcome email checks and sets `users.welcome_email_sent_at`; a
+repeated link email voids the previous link).
 
 Sent rows are kept `OUTBOX_KEEP_SENT_DAYS` (they answer "was it done?" for late duplicates),
 then the relay deletes them.
@@ -107,6 +111,8 @@ class TaskOutbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(_ERROR_LENGTH), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # A consumer runs it since (cleared when that run fails); a run that succeeded.
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
     done_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -433,31 +439,56 @@ async def flush(broker: AsyncBroker) -> int:
 # --- receiving: idempotent consumers -------------------------------------------------------
 
 
-async def already_done(task_id: str) -> bool:
-    """Whether a consumer recorded task `task_id` (an outbox row) as done."""
-    from src.infrastructure.database.session import get_read_sessionmaker
-
-    async with get_read_sessionmaker()() as read:
-        done = await read.scalar(select(TaskOutbox.done_at).where(TaskOutbox.id == task_id))
-    return done is not None
+_RUN, _DONE, _BUSY = "run", "done", "busy"
+_BUSY_POLL_SECONDS = 0.2
 
 
-async def mark_done(task_id: str) -> None:
+async def claim_run(task_id: str, lease_seconds: float) -> str:
+    """Claim task `task_id` for one run: "run" (claimed, or no such row: not from the outbox,
+    or pruned), "done" (a run already succeeded) or "busy" (another run started less than
+    `lease_seconds` ago and has not finished). One conditional UPDATE, so of two deliveries
+    running at once only one gets "run"."""
     from src.infrastructure.database.session import get_sessionmaker
 
+    now = utcnow()
+    async with get_sessionmaker()() as db:
+        claimed = await db.execute(
+            update(TaskOutbox)
+            .where(TaskOutbox.id == task_id, TaskOutbox.done_at.is_(None))
+            .where(
+                (TaskOutbox.started_at.is_(None))
+                | (TaskOutbox.started_at < now - timedelta(seconds=lease_seconds))
+            )
+            .values(started_at=now)
+        )
+        if getattr(claimed, "rowcount", 0):
+            await db.commit()
+            return _RUN
+        row = (await db.execute(select(TaskOutbox.done_at).where(TaskOutbox.id == task_id))).first()
+        await db.commit()
+    if row is None:
+        return _RUN
+    return _DONE if row.done_at is not None else _BUSY
+
+
+async def finish_run(task_id: str, *, succeeded: bool) -> None:
+    """Record the run's end: done, or (failed) free for the retry to claim at once."""
+    from src.infrastructure.database.session import get_sessionmaker
+
+    values: dict[str, Any] = {"done_at": utcnow()} if succeeded else {"started_at": None}
     async with get_sessionmaker()() as db:
         await db.execute(
             update(TaskOutbox)
             .where(TaskOutbox.id == task_id, TaskOutbox.done_at.is_(None))
-            .values(done_at=utcnow())
+            .values(**values)
         )
         await db.commit()
 
 
 class OutboxReceiver(Receiver):
-    """taskiq's receiver, idempotent for outbox tasks: a task id already done is not run
-    again, and a successful run records `done_at` (see the module docstring for exactly what
-    this promises). Messages not from the outbox run as usual, with no database access.
+    """taskiq's receiver, idempotent for outbox tasks: one run per task id at a time, none
+    after a success (see the module docstring for exactly what this promises). Messages not
+    from the outbox run as usual, with no database access.
 
     `app worker` runs with it (`--receiver`), and the in-memory broker uses it too."""
 
@@ -470,28 +501,32 @@ class OutboxReceiver(Receiver):
         # Brokers may carry labels as strings ("True").
         if str(message.labels.get(OUTBOX_LABEL, "")).lower() not in {"1", "true"}:
             return await super().run_task(target, message, ack_controller)
+        task_id = message.task_id
+        # A run that started and went silent this long (its worker died) no longer blocks:
+        # the same bound after which the broker hands a dead worker's message to another.
+        lease = settings.TASKIQ_REDELIVER_AFTER_SECONDS
         try:
-            done = await already_done(message.task_id)
+            state = await claim_run(task_id, lease)
+            while state == _BUSY:  # the same task id runs elsewhere: wait for its outcome
+                await asyncio.sleep(_BUSY_POLL_SECONDS)
+                state = await claim_run(task_id, lease)
         except Exception as error:  # the database is down: running is the safe side
-            logger.warning("could not check task %s: %s", message.task_id, describe_error(error))
-            done = False
-        if done:
+            logger.warning("could not claim task %s: %s", task_id, describe_error(error))
+            state = _RUN
+        if state == _DONE:
             logger.info(
                 "task %s %s was already done: delivered again, not run",
                 message.task_name,
-                message.task_id,
+                task_id,
             )
             return TaskiqResult(
                 is_err=False, return_value=None, execution_time=0.0, labels=message.labels
             )
         result = await super().run_task(target, message, ack_controller)
-        if not result.is_err:
-            try:
-                await mark_done(message.task_id)
-            except Exception as error:
-                logger.warning(
-                    "task %s ran but could not be recorded as done: %s",
-                    message.task_id,
-                    describe_error(error),
-                )
+        try:
+            await finish_run(task_id, succeeded=not result.is_err)
+        except Exception as error:
+            logger.warning(
+                "task %s ran but could not be recorded: %s", task_id, describe_error(error)
+            )
         return result

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -191,6 +192,7 @@ class AppProcess:
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
+            self._kill_leftovers()
             return
         self.process.terminate()
         try:
@@ -198,6 +200,14 @@ class AppProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        """A child still running after its parent exited must not outlive the test (it would
+        keep working on the test database)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:

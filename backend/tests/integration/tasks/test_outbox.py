@@ -172,3 +172,28 @@ async def test_a_commit_wakes_the_running_relay_at_once(clean_tables, db_engine)
     async with db_engine.connect() as connection:
         unsent = select(func.count()).where(TaskOutbox.sent_at.is_(None))
         assert await connection.scalar(unsent) == 0
+
+
+async def test_two_copies_running_at_once_run_the_task_once(clean_tables, db_engine):
+    """Two copies of one task id (published twice around a broker restart) arrive together:
+    the second waits for the first's outcome, then does nothing."""
+    broker = build_broker(TASKIQ_BROKER="memory")
+    effects: list[str] = []
+
+    @broker.task(task_name="tests.outbox.slow_effect")
+    async def slow_effect(name: str) -> None:
+        await asyncio.sleep(0.3)
+        effects.append(name)
+
+    async with get_sessionmaker()() as db:
+        task_id = await outbox.add(db, slow_effect, "once")
+        await db.commit()
+    [row] = await outbox_rows(db_engine)
+    for _ in range(2):
+        kicker = slow_effect.kicker().with_labels(**row["labels"]).with_task_id(task_id)
+        await kicker.kiq("once")
+    await drain(broker)
+
+    assert effects == ["once"]
+    [row] = await outbox_rows(db_engine)
+    assert row["done_at"] is not None
