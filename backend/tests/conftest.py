@@ -1,5 +1,6 @@
 """Global fixtures: `app`, `db_engine`, `db_session` (rolled back per test), `client`,
 `superuser_client`, and `committed_client` for tests that need real commits and concurrency.
+What a route wrote to the task outbox: `tests.helpers.outbox.outbox_rows`.
 
 The test database is chosen before the app is imported (see `tests/helpers/database.py`), so
 even code that does not go through the `async_session` override reaches the test database.
@@ -239,16 +240,3 @@ async def finish_in_process_tasks() -> AsyncIterator[None]:
     from src.infrastructure.taskiq.brokers import default_broker, drain
 
     await asyncio.wait_for(drain(default_broker), timeout=30)
-
-
-@pytest.fixture
-def task_recorder(app: Any) -> Any:
-    """Routes send their tasks to this `RecordingBroker` instead of running them: for tests
-    that assert a task was scheduled, not run (`task_recorder.sent_to(task)`)."""
-    from src.infrastructure.taskiq.dependencies import task_broker
-    from src.infrastructure.taskiq.testing import RecordingBroker
-
-    recorder = RecordingBroker()
-    app.dependency_overrides[task_broker] = lambda: recorder
-    yield recorder
-    app.dependency_overrides.pop(task_broker, None)

@@ -23,7 +23,13 @@ from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
 from src.infrastructure.redis_client import close_redis_clients
 from src.infrastructure.security.validator import validate_settings
-from src.infrastructure.taskiq.brokers import default_broker, start_broker, stop_broker
+from src.infrastructure.taskiq.brokers import (
+    default_broker,
+    runs_in_process,
+    start_broker,
+    stop_broker,
+)
+from src.infrastructure.taskiq.outbox import OutboxRelay
 from src.interfaces.api.v1 import include_api_v1
 from src.interfaces.docs import add_docs
 from src.interfaces.edge import EdgeMiddleware
@@ -37,7 +43,15 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     if settings.METRICS_ENABLED and settings.METRICS_PORT:
         start_metrics_listener(settings.METRICS_PORT)
     await start_broker(default_broker)  # Redis/RabbitMQ: connect; in-memory: nothing to do
+    # The outbox relay: the request's commit wakes it, so tasks leave within milliseconds
+    # (the memory broker's tasks run nowhere else; `app worker` runs relays of its own).
+    relay = None
+    if settings.OUTBOX_RELAY_IN_API or runs_in_process(default_broker):
+        relay = OutboxRelay(default_broker)
+        relay.start()
     yield
+    if relay is not None:
+        await relay.stop()  # what it did not send stays in the table for the next relay
     await stop_broker(default_broker)  # in-memory: lets the tasks in flight finish first
     await reset_cache_backend()  # closes the cache's Redis pool
     await close_redis_clients()

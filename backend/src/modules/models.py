@@ -1,5 +1,7 @@
-"""Imports every slice's models so `Base.metadata` is complete (the app, Alembic, tests)."""
+"""Imports every slice's models so `Base.metadata` is complete (the app, Alembic, tests), and
+the infrastructure's one table (`task_outbox`, the task outbox)."""
 
+from src.infrastructure.taskiq.outbox import TaskOutbox
 from src.modules.auth.mfa.models import MfaCredential, MfaRecoveryCode
 from src.modules.auth.models import AccountToken, UserSession
 from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
@@ -14,6 +16,7 @@ __all__ = [
     "OAuthAccount",
     "OAuthUsedState",
     "RateLimit",
+    "TaskOutbox",
     "Tier",
     "User",
     "UserSession",

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -34,18 +35,28 @@ def _wait_for_port(port: int, *, up: bool, timeout: float = 10.0) -> None:
 
 
 class PrivateRedis:
-    """A `redis-server` of the test's own, on a free port, storing nothing on disk."""
+    """A `redis-server` of the test's own, on a free port, storing nothing on disk; or, with
+    `persist_dir`, keeping every write in an append-only file there (fsync'd on each write),
+    so a restart (even after SIGKILL) finds what it had accepted, as a production broker
+    must."""
 
-    def __init__(self) -> None:
+    def __init__(self, persist_dir: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.persist_dir = persist_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence: tuple[str, ...] = ("--appendonly", "no")
+        if self.persist_dir is not None:
+            self.persist_dir.mkdir(parents=True, exist_ok=True)
+            persistence = ("--appendonly", "yes", "--appendfsync", "always")
+            persistence += ("--dir", str(self.persist_dir))
         self.process = subprocess.Popen(
             [
                 *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
+                *("--save", ""),
+                *persistence,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -62,10 +73,10 @@ class PrivateRedis:
 
 
 @contextmanager
-def private_redis() -> Iterator[PrivateRedis]:
+def private_redis(persist_dir: Path | None = None) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    server = PrivateRedis()
+    server = PrivateRedis(persist_dir)
     server.start()
     try:
         yield server

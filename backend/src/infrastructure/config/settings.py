@@ -140,6 +140,24 @@ class Settings(BaseSettings):
     TASKIQ_QUEUE_NAME: str = "backend-tasks"
     TASKIQ_MAX_RETRIES: int = 3
     TASKIQ_RETRY_DELAY_SECONDS: float = 1.0
+    # Redis stream broker: a message a worker took and has not acknowledged after this long
+    # (the worker died) is handed to another worker; checked every 1/4 of it. Live workers
+    # keep their running tasks' messages fresh, so a long task is never taken twice.
+    TASKIQ_REDELIVER_AFTER_SECONDS: float = Field(default=60.0, gt=0, le=3600)
+    # Outbox relay (src/infrastructure/taskiq/outbox.py): how often it looks for due rows
+    # (a commit that added rows wakes the relay of its own process at once), the backoff
+    # after the broker refused a row (doubling from BASE up to MAX), how long a claimed row
+    # waits before another relay may take it, and how long sent rows are kept.
+    OUTBOX_POLL_INTERVAL_SECONDS: float = Field(default=1.0, gt=0)
+    OUTBOX_BACKOFF_BASE_SECONDS: float = Field(default=1.0, gt=0)
+    OUTBOX_BACKOFF_MAX_SECONDS: float = Field(default=60.0, gt=0)
+    OUTBOX_PUBLISH_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    OUTBOX_CLAIM_SECONDS: float = Field(default=60.0, gt=0)
+    OUTBOX_BATCH_SIZE: int = Field(default=100, gt=0)
+    OUTBOX_KEEP_SENT_DAYS: int = Field(default=7, ge=0)
+    # Run the relay inside the API process too (besides `app worker`): the commit of a
+    # request wakes it, so a task reaches the broker within milliseconds.
+    OUTBOX_RELAY_IN_API: bool = True
 
     # --- email -------------------------------------------------------------------------------
     # console: log the message (development); smtp: send through SMTP_*.

@@ -5,13 +5,16 @@
 - `memory` (the embedded profile and the tests): taskiq's `InMemoryBroker`. `.kiq()` runs the
   task in this process, in the background, like a worker would (its own database session,
   only committed data); `await drain(default_broker)` waits until none is running.
-- `redis`: `RedisStreamBroker` on `REDIS_URL` (consumer group, acknowledgements: a message a
-  dying worker did not finish is delivered again) with `RedisAsyncResultBackend`.
+- `redis`: a `RedisStreamBroker` on `REDIS_URL` (consumer group, acknowledgements: a message a
+  dead worker did not finish is delivered again within about 1.25 x
+  `TASKIQ_REDELIVER_AFTER_SECONDS`, see `redis_stream.py`) with `RedisAsyncResultBackend`.
 - `rabbitmq`: `AioPikaBroker` on `RABBITMQ_URL` (durable quorum queue, a delay queue for
   retries); results in Redis when `REDIS_URL` is set.
 
 Every broker gets the same middlewares: the request id travels with the task, failed tasks
-retry with exponential backoff. `build_broker()` builds another broker from the same recipe
+retry with exponential backoff; tasks from the outbox run through `OutboxReceiver` (a
+delivery of a task id already done runs nothing), and every worker process runs an outbox
+relay (`outbox.py`). `build_broker()` builds another broker from the same recipe
 with some settings overridden (tests use it to send tasks to a real Redis or RabbitMQ).
 """
 
@@ -25,11 +28,13 @@ from taskiq import AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
 from taskiq.serializers import JSONSerializer
 
 from src.infrastructure.config import Settings, settings
+from src.infrastructure.taskiq import outbox
 from src.infrastructure.taskiq.middlewares import (
     MetricsMiddleware,
     RequestIdMiddleware,
     RetryMiddleware,
 )
+from src.infrastructure.taskiq.outbox import OutboxReceiver, OutboxRelay
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +44,6 @@ RESULT_TTL_SECONDS = 24 * 60 * 60
 MAX_RETRY_DELAY_SECONDS = 60.0
 # Redis stream length kept (approximately); acknowledged messages beyond it are trimmed.
 STREAM_MAX_LENGTH = 100_000
-# A message taken by a worker that has not acknowledged it after this long (it died) is
-# handed to another worker.
-STREAM_REDELIVER_AFTER_MS = 10 * 60 * 1000
 
 
 def build_broker(config: Settings | None = None, **overrides: Any) -> AsyncBroker:
@@ -51,7 +53,7 @@ def build_broker(config: Settings | None = None, **overrides: Any) -> AsyncBroke
     broker: AsyncBroker
     native_delay = False
     if config.TASKIQ_BROKER == "memory":
-        broker = InMemoryBroker()
+        broker = _memory_broker()
     elif config.TASKIQ_BROKER == "redis":
         broker = _redis_broker(config)
     elif config.TASKIQ_BROKER == "rabbitmq":
@@ -73,7 +75,30 @@ def build_broker(config: Settings | None = None, **overrides: Any) -> AsyncBroke
             use_jitter=True,
         ),
     )
+    relay = OutboxRelay(broker, config=config)
+
+    async def start_relay(_: TaskiqState) -> None:
+        relay.start()  # every worker process publishes the outbox too
+
+    async def stop_relay(_: TaskiqState) -> None:
+        await relay.stop()
+
+    broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, start_relay)
+    broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, stop_relay)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, _dispose_engine)
+    return broker
+
+
+def _memory_broker() -> InMemoryBroker:
+    broker = InMemoryBroker()
+    # The in-memory broker builds its receiver itself: the same one, idempotent for outbox tasks.
+    broker.receiver = OutboxReceiver(
+        broker=broker,
+        executor=broker.executor,
+        validate_params=True,
+        max_async_tasks=30,
+        propagate_exceptions=True,
+    )
     return broker
 
 
@@ -95,17 +120,15 @@ def _redis_result_backend(url: str) -> Any:
 
 
 def _redis_broker(config: Settings) -> AsyncBroker:
-    from taskiq_redis import RedisStreamBroker
+    from src.infrastructure.taskiq.redis_stream import ReclaimingRedisStreamBroker
 
     url = _require_redis_url(config, "TASKIQ_BROKER=redis")
-    broker = RedisStreamBroker(
+    broker = ReclaimingRedisStreamBroker(
         url,
         queue_name=config.TASKIQ_QUEUE_NAME,
         consumer_group_name=config.TASKIQ_QUEUE_NAME,
         maxlen=STREAM_MAX_LENGTH,
-        idle_timeout=STREAM_REDELIVER_AFTER_MS,
-        # A worker killed while holding the redelivery lock must not block the others forever.
-        unacknowledged_lock_timeout=30,
+        redeliver_after_seconds=config.TASKIQ_REDELIVER_AFTER_SECONDS,
     )
     return broker.with_result_backend(_redis_result_backend(url))
 
@@ -140,13 +163,20 @@ def runs_in_process(broker: AsyncBroker) -> bool:
 
 async def drain(broker: AsyncBroker) -> None:
     """Wait until the in-memory broker runs no task, retries included (a retry starts while
-    the failed attempt is finishing, so one `wait_all()` is not always enough). Other brokers
-    run their tasks elsewhere: nothing to wait for here."""
+    the failed attempt is finishing, so one `wait_all()` is not always enough), after
+    publishing to it what this process's commits wrote to the outbox and is due
+    (`outbox.flush`: without a running relay, as in tests, this is what sends them). Other
+    brokers run their tasks elsewhere: nothing to wait for here."""
     if not isinstance(broker, InMemoryBroker):
         return
-    # Finished tasks leave `_running_tasks` through a callback that runs on the next loop turn.
-    while pending := [task for task in broker._running_tasks if not task.done()]:
-        await asyncio.wait(pending)
+    while True:
+        published = await outbox.flush(broker)
+        # Finished tasks leave `_running_tasks` through a callback on the next loop turn.
+        pending = [task for task in broker._running_tasks if not task.done()]
+        if not pending and not published:
+            return
+        if pending:
+            await asyncio.wait(pending)
 
 
 async def start_broker(broker: AsyncBroker) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from src.infrastructure.config import settings
 
 BROKER_PATH = "src.infrastructure.taskiq:default_broker"
+# Idempotent for outbox tasks: a delivery of a task id already done runs nothing.
+RECEIVER_PATH = "src.infrastructure.taskiq.outbox:OutboxReceiver"
 SCHEDULER_PATH = "src.infrastructure.taskiq.scheduler:scheduler"
 
 
@@ -56,6 +58,7 @@ def run_worker(
     import_modules(modules)
     args = WorkerArgs(
         broker=BROKER_PATH,
+        receiver=RECEIVER_PATH,
         modules=list(modules),
         tasks_pattern=(),
         configure_logging=False,  # the app's, inherited by the worker processes

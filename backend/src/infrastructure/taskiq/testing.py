@@ -1,12 +1,12 @@
 """For tests that assert a task was *sent* without running it.
 
     recorder = RecordingBroker()
-    app.dependency_overrides[task_broker] = lambda: recorder      # routes send here
-    await client.post("/api/v1/users/", json=payload)
+    await committed_client.post("/api/v1/users/", json=payload)   # writes an outbox row
+    await OutboxRelay(recorder).run_once()                         # the relay sends it here
     [message] = recorder.sent_to(send_welcome_email)
     assert message.args == [user_id]
 
-Outside routes, send through it explicitly: `await my_task.kicker().with_broker(recorder).kiq()`.
+Or send through it explicitly: `await my_task.kicker().with_broker(recorder).kiq()`.
 """
 
 from __future__ import annotations

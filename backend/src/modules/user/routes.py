@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, status
 
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
-from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
 from src.modules.auth.dependencies import (
     CurrentSession,
     CurrentUser,
@@ -18,19 +17,16 @@ from src.modules.auth.dependencies import (
 from src.modules.common.schemas import Page, Pagination
 from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
 from src.modules.user.service import UserService, profile_cache_key
-from src.modules.user.tasks import send_welcome_email
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
-async def sign_up(payload: UserCreate, db: DBSession, tasks: TaskBroker) -> dict[str, Any]:
+async def sign_up(payload: UserCreate, db: DBSession) -> dict[str, Any]:
     """Create an account on the default tier. 409 when the email or username is taken.
-    The welcome email goes out in the background."""
-    user = await UserService().create(payload=payload, db=db)
-    # After the commit, so the task finds the user; a broker error never fails the sign-up.
-    await enqueue(send_welcome_email, user["id"], broker=tasks)
-    return user
+    The welcome email goes out in the background: its task is committed with the user (the
+    outbox), so a broker that does not answer delays it, never loses it."""
+    return await UserService().create(payload=payload, db=db, welcome_email=True)
 
 
 @router.get("", response_model=Page[UserRead])

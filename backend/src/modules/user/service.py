@@ -11,12 +11,14 @@ import secrets
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import hash_password, unusable_password_hash
 from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_value
+from src.infrastructure.taskiq import outbox
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.common.exceptions import (
     BadRequestError,
@@ -29,6 +31,7 @@ from src.modules.common.schemas import PageParams, build_page
 from src.modules.common.transactions import commit_or_conflict
 from src.modules.tier.service import TierService
 from src.modules.user.crud import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE, crud_users
+from src.modules.user.models import User
 from src.modules.user.password_policy import enforce_password_policy
 from src.modules.user.schemas import (
     Email,
@@ -40,6 +43,7 @@ from src.modules.user.schemas import (
     UserTierUpdate,
     UserUpdate,
 )
+from src.modules.user.tasks import send_welcome_email
 
 EMAIL_TAKEN = "This email is already registered"
 USERNAME_TAKEN = "This username is already taken"
@@ -100,8 +104,11 @@ class UserService:
         db: AsyncSession,
         is_superuser: bool = False,
         is_verified: bool = False,
+        welcome_email: bool = False,
     ) -> dict[str, Any]:
-        """Register a user on the default tier; 409 when the email or username is taken."""
+        """Register a user on the default tier; 409 when the email or username is taken.
+        With `welcome_email`, the welcome email task is written to the outbox in the same
+        transaction: committed with the user, or not at all."""
         data = payload if isinstance(payload, UserCreate) else UserCreate.model_validate(payload)
         await self._ensure_unique(db, email=data.email, username=data.username)
         hashed = await hash_password(data.password)
@@ -114,7 +121,10 @@ class UserService:
             tier_id=tier_id,
         )
         async with commit_or_conflict(db, _which_is_taken):
-            await crud_users.create(db, row, commit=False)
+            await crud_users.create(db, row, commit=False)  # flushed: a clash raises here
+            if welcome_email:
+                user_id = await db.scalar(select(User.id).where(User.username == data.username))
+                await outbox.add(db, send_welcome_email, user_id)
         return await self.get_by_username(username=data.username, db=db)
 
     async def create_verified(

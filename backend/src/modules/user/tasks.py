@@ -47,6 +47,10 @@ async def send_welcome_email(user_id: int, read_db: TaskReadDB, db: TaskDB, send
             select(*User.__table__.columns).where(User.id == user_id, User.is_deleted.is_(False))
         )
     ).one_or_none()
+    # Hand the read's connection back before the slow part: a worker runs as many tasks as its
+    # pool has connections, and one holding two while mailing can starve the others (a
+    # pool timeout after the email left would send it again on retry).
+    await read_db.close()
     if row is None:
         logger.info("user %s not found: no welcome email", user_id)
         return False

@@ -37,8 +37,8 @@ async def committed_user(clean_tables: None) -> dict[str, Any]:
 @pytest_asyncio.fixture
 async def fast_broker() -> AsyncIterator[AsyncBroker]:
     """An in-memory broker from the app's recipe with short retry delays (50 ms, 100 ms...),
-    running the real welcome-email task. Tests pass it explicitly or through
-    `app.dependency_overrides[task_broker]`."""
+    running the real welcome-email task. Tests pass it explicitly (`drain(fast_broker)` also
+    publishes the committed outbox rows to it)."""
     broker = build_broker(TASKIQ_BROKER="memory", TASKIQ_RETRY_DELAY_SECONDS=0.05)
     broker.register_task(send_welcome_email.original_func, task_name=send_welcome_email.task_name)
     yield broker

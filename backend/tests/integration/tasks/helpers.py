@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -157,7 +159,12 @@ class AppProcess:
     def start(self, *, ready_when: str, timeout: float = 60.0) -> AppProcess:
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
-                self.args, cwd=BACKEND_DIR, env=self.env, stdout=output, stderr=output
+                self.args,
+                cwd=BACKEND_DIR,
+                env=self.env,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,  # its own process group: `kill()` reaches its children
             )
         self.wait_for_output(ready_when, timeout=timeout)
         return self
@@ -176,8 +183,16 @@ class AppProcess:
                 raise AssertionError(message)
             time.sleep(0.1)
 
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started (a crash: no cleanup at all)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
+            self._kill_leftovers()
             return
         self.process.terminate()
         try:
@@ -185,6 +200,14 @@ class AppProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        """A child still running after its parent exited must not outlive the test (it would
+        keep working on the test database)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:

@@ -37,10 +37,6 @@ async def test_page_fixture_patch_reaches_the_src_names_and_kiq_runs_the_task(in
     assert in_memory_broker is not real_broker
     assert src.infrastructure.taskiq.default_broker is in_memory_broker
     assert src.infrastructure.taskiq.brokers.default_broker is in_memory_broker
-    # ...and reaches the app: routes get their broker from this dependency at request time.
-    from src.infrastructure.taskiq.dependencies import task_broker
-
-    assert await task_broker() is in_memory_broker
 
     @in_memory_broker.task
     async def add(a: int, b: int) -> int:

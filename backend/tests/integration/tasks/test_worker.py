@@ -2,9 +2,9 @@
 
 The worker runs against the test database (Postgres, or the SQLite file of the embedded
 profile: both processes open the same file) and sends mail to an SMTP server started here.
-The API side is the app in this process (`committed_client`), whose `task_broker` dependency
-is pointed at the same Redis queue: a task is sent over HTTP and its effect is read back from
-the database.
+The API side is the app in this process (`committed_client`): a sign-up over HTTP writes its
+task to the outbox, the worker's own outbox relay publishes it to the worker's Redis queue, and
+its effect is read back from the database.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from taskiq import AsyncBroker
 
 from src.infrastructure.taskiq import build_broker
-from src.infrastructure.taskiq.dependencies import task_broker
 from tests.helpers.factories import build_user_create_payload
 from tests.integration.tasks import worker_tasks
 from tests.integration.tasks.conftest import welcome_sent_at
@@ -70,22 +69,20 @@ def worker(
 
 
 @pytest_asyncio.fixture
-async def redis_tasks(app, redis_url: str, queue_name: str) -> AsyncIterator[AsyncBroker]:
-    """The app's routes (and the test) send tasks to the worker's Redis queue."""
+async def redis_tasks(redis_url: str, queue_name: str) -> AsyncIterator[AsyncBroker]:
+    """The test sends tasks to the worker's Redis queue."""
     broker = build_broker(TASKIQ_BROKER="redis", REDIS_URL=redis_url, TASKIQ_QUEUE_NAME=queue_name)
     await broker.startup()
-    app.dependency_overrides[task_broker] = lambda: broker
     try:
         yield broker
     finally:
-        app.dependency_overrides.pop(task_broker, None)
         await broker.shutdown()
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 async def test_sign_up_over_http_is_handled_by_the_worker_process(
-    worker, redis_tasks, committed_client, db_engine, smtp_server
+    worker, committed_client, db_engine, smtp_server
 ):
     payload = build_user_create_payload()
     response = await committed_client.post(

@@ -1,5 +1,8 @@
 """`/api/v1/auth`: the account lifecycle (verify an email, reset or change a password, change
-the email). Request routes answer 202 whether or not an account exists."""
+the email). Request routes answer 202 whether or not an account exists.
+
+Every email these routes cause is written to the task outbox in the transaction of the change
+(`AccountService`), so none is lost to a broker that does not answer."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from fastapi import APIRouter, Request, status
 
 from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.database.session import DBSession
-from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
-from src.modules.auth.account import tasks
 from src.modules.auth.account.schemas import (
     Accepted,
     Done,
@@ -29,14 +30,14 @@ SENT = "If an account uses this address, an email is on its way"
 
 @router.post("/email/verify-request", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
 async def request_verification(
-    payload: EmailRequest, request: Request, broker: TaskBroker
+    payload: EmailRequest, request: Request, db: DBSession
 ) -> dict[str, str]:
     """Email a new verification link to this address, if an unverified account uses it.
     Same answer either way; limited per address and per client IP (429 + `Retry-After`)."""
     await email_request_throttle.hit(
         kind="email/verify-request", email=payload.email, ip=client_ip(request)
     )
-    await enqueue(tasks.send_verification_email, payload.email, broker=broker)
+    await AccountService().request_link(kind="verify", email=payload.email, db=db)
     return {"detail": SENT}
 
 
@@ -51,27 +52,24 @@ async def confirm_verification(payload: TokenConfirm, db: DBSession) -> dict[str
     "/password/reset-request", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED
 )
 async def request_password_reset(
-    payload: EmailRequest, request: Request, broker: TaskBroker
+    payload: EmailRequest, request: Request, db: DBSession
 ) -> dict[str, str]:
     """Email a reset link to this address, if an account uses it. Same answer either way;
     limited per address and per client IP (429 + `Retry-After`)."""
     await email_request_throttle.hit(
         kind="password/reset-request", email=payload.email, ip=client_ip(request)
     )
-    await enqueue(tasks.send_password_reset, payload.email, broker=broker)
+    await AccountService().request_link(kind="reset", email=payload.email, db=db)
     return {"detail": SENT}
 
 
 @router.post("/password/reset-confirm", response_model=Done)
-async def confirm_password_reset(
-    payload: PasswordResetConfirm, db: DBSession, broker: TaskBroker
-) -> dict[str, str]:
+async def confirm_password_reset(payload: PasswordResetConfirm, db: DBSession) -> dict[str, str]:
     """Set a new password with a reset link: every session of the account ends (sign in
     again); the account's address is told. 400 for an invalid, used or expired link."""
-    user_id = await AccountService().reset_password(
+    await AccountService().reset_password(
         token=payload.token, new_password=payload.new_password, db=db
     )
-    await enqueue(tasks.send_password_changed_notice, user_id, True, broker=broker)
     return {"detail": "Your password was changed: sign in with the new one"}
 
 
@@ -81,7 +79,6 @@ async def change_password(
     context: CurrentSession,
     request: Request,
     db: DBSession,
-    broker: TaskBroker,
 ) -> dict[str, str]:
     """Change your password (needs the current one; 400 when it is wrong, throttled). Your
     other sessions end; this one stays. The account's address is told."""
@@ -93,7 +90,6 @@ async def change_password(
         ip_address=client_ip(request),
         db=db,
     )
-    await enqueue(tasks.send_password_changed_notice, context.principal.id, False, broker=broker)
     return {"detail": "Your password was changed"}
 
 
@@ -103,7 +99,6 @@ async def request_email_change(
     context: CurrentSession,
     request: Request,
     db: DBSession,
-    broker: TaskBroker,
 ) -> dict[str, str]:
     """Ask to move your account to `new_email` (needs your password): a confirmation link
     goes to the new address; nothing changes until it is followed. If an account already uses
@@ -112,7 +107,7 @@ async def request_email_change(
     await email_request_throttle.hit(
         kind="email/change-request", email=payload.new_email, ip=client_ip(request)
     )
-    free = await AccountService().request_email_change(
+    await AccountService().request_email_change(
         principal=context.principal,
         session_id=context.session_id,
         new_email=payload.new_email,
@@ -120,31 +115,13 @@ async def request_email_change(
         ip_address=client_ip(request),
         db=db,
     )
-    if free:
-        await enqueue(
-            tasks.send_email_change_confirmation,
-            context.principal.id,
-            payload.new_email,
-            broker=broker,
-        )
-    else:
-        await enqueue(tasks.send_email_in_use_notice, payload.new_email, broker=broker)
     return {"detail": f"An email was sent to {payload.new_email}: follow its link to confirm"}
 
 
 @router.post("/email/change-confirm", response_model=Done)
-async def confirm_email_change(
-    payload: TokenConfirm, db: DBSession, broker: TaskBroker
-) -> dict[str, str]:
+async def confirm_email_change(payload: TokenConfirm, db: DBSession) -> dict[str, str]:
     """Switch the account to the address the link was sent to (now verified); the old
     address is told. 400 for an invalid, used or expired link; 409 if the address was taken
     meanwhile."""
-    changed = await AccountService().confirm_email_change(token=payload.token, db=db)
-    await enqueue(
-        tasks.send_email_changed_notice,
-        changed["name"],
-        changed["old_email"],
-        changed["new_email"],
-        broker=broker,
-    )
+    await AccountService().confirm_email_change(token=payload.token, db=db)
     return {"detail": "Your email address was changed"}

@@ -4,6 +4,10 @@ Every "request" step that names an address (verify, reset) does no lookup in the
 hands the address to a background task and answers the same, so neither the body, the status
 nor the time tells whether an account exists. Every "confirm" step consumes a single-use token
 (`tokens.consume`) and commits the change with it in one transaction.
+
+The emails these steps cause go through the task outbox (`src.infrastructure.taskiq.outbox`):
+written in the transaction of the change they report, so a committed change always gets its
+email and a rolled-back one never does, whether or not the broker answers at that moment.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import hash_password, verify_password
+from src.infrastructure.taskiq import outbox
+from src.modules.auth.account import tasks
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.auth.throttle import Attempt, account_key, login_throttle
 from src.modules.auth.tokens import Purpose, consume, peek
@@ -28,6 +34,13 @@ EMAIL_TAKEN = "This email is already registered"
 
 
 class AccountService:
+    async def request_link(self, *, kind: str, email: str, db: AsyncSession) -> None:
+        """Queue the email of a "request" route (`verify` or `reset`) for `email`, whatever
+        the address: no lookup here, the task decides (the answer must not tell)."""
+        task = tasks.send_verification_email if kind == "verify" else tasks.send_password_reset
+        await outbox.add(db, task, email)
+        await db.commit()
+
     async def confirm_email(self, *, token: str, db: AsyncSession) -> None:
         redeemed = await consume(db, token=token, purpose=Purpose.VERIFY_EMAIL)
         if redeemed is None:
@@ -59,6 +72,7 @@ class AccountService:
         changes = {"hashed_password": new_hash, "is_verified": True}
         await crud_users.update(db, changes, id=user_id, commit=False)
         await end_sessions(db, user_id=user_id)
+        await outbox.add(db, tasks.send_password_changed_notice, user_id, True)
         await db.commit()
         return user_id
 
@@ -83,6 +97,7 @@ class AccountService:
         new_hash = await hash_password(new_password)
         await crud_users.update(db, {"hashed_password": new_hash}, id=principal.id, commit=False)
         await end_sessions(db, user_id=principal.id, keep_session_id=session_id)
+        await outbox.add(db, tasks.send_password_changed_notice, principal.id, False)
         await db.commit()
 
     async def request_email_change(
@@ -94,14 +109,18 @@ class AccountService:
         password: str,
         ip_address: str | None,
         db: AsyncSession,
-    ) -> bool:
-        """Check the password; True when `new_email` is free (the caller sends the link), False
-        when an account uses it (the caller tells that address instead: the answer must not
-        reveal which)."""
+    ) -> None:
+        """Check the password, then queue a confirmation link to `new_email` when it is free,
+        or a notice to that address when an account uses it (the answer must not reveal
+        which)."""
         await self._check_password(principal, session_id, password, ip_address, db)
         if new_email == principal.email:
             raise BadRequestError("This is already your email address")
-        return not await crud_users.exists(db, email=new_email)
+        if await crud_users.exists(db, email=new_email):
+            await outbox.add(db, tasks.send_email_in_use_notice, new_email)
+        else:
+            await outbox.add(db, tasks.send_email_change_confirmation, principal.id, new_email)
+        await db.commit()
 
     async def confirm_email_change(self, *, token: str, db: AsyncSession) -> dict[str, Any]:
         """Switch to the new address the link was sent to (which proves it: verified).
@@ -117,6 +136,9 @@ class AccountService:
                 {"email": redeemed.new_email, "is_verified": True},
                 id=user["id"],
                 commit=False,
+            )
+            await outbox.add(
+                db, tasks.send_email_changed_notice, user["name"], user["email"], redeemed.new_email
             )
         return {"name": user["name"], "old_email": user["email"], "new_email": redeemed.new_email}
 
