@@ -9,13 +9,6 @@ from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.auth.cookies import clear_mfa_pending_cookie, set_sign_in_cookies
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
-from src.infrastructure.taskiq.dependencies import TaskBroker, enqueue
-from src.modules.auth.account.tasks import (
-    MFA_DISABLED,
-    MFA_ENABLED,
-    RECOVERY_CODES,
-    send_security_notice,
-)
 from src.modules.auth.dependencies import CurrentSession
 from src.modules.auth.mfa.schemas import (
     MfaCodeRequest,
@@ -71,7 +64,6 @@ async def confirm(
     response: Response,
     context: CurrentSession,
     db: DBSession,
-    broker: TaskBroker,
 ) -> dict[str, list[str]]:
     """Turn MFA on with a current code from the enrolled authenticator (400 if wrong). Returns
     10 single-use recovery codes, shown this once. The user's other sessions end; the
@@ -80,7 +72,6 @@ async def confirm(
     codes = await MfaService().confirm(
         principal=context.principal, code=payload.code, session_id=context.session_id, db=db
     )
-    await enqueue(send_security_notice, context.principal.id, MFA_ENABLED, broker=broker)
     return {"recovery_codes": codes}
 
 
@@ -90,7 +81,6 @@ async def disable(
     request: Request,
     context: CurrentSession,
     db: DBSession,
-    broker: TaskBroker,
 ) -> None:
     """Turn MFA off: needs the password and a code (TOTP or recovery; 400 if either is wrong,
     counted as a failed login). The secret and the recovery codes are deleted; the account's
@@ -103,7 +93,6 @@ async def disable(
         ip_address=client_ip(request),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
-    await enqueue(send_security_notice, context.principal.id, MFA_DISABLED, broker=broker)
 
 
 @router.post("/recovery-codes", response_model=RecoveryCodes)
@@ -113,7 +102,6 @@ async def regenerate_recovery_codes(
     response: Response,
     context: CurrentSession,
     db: DBSession,
-    broker: TaskBroker,
 ) -> dict[str, list[str]]:
     """New recovery codes (proven with a TOTP or recovery code): the old ones stop working.
     The account's address is told."""
@@ -125,7 +113,6 @@ async def regenerate_recovery_codes(
         ip_address=client_ip(request),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
-    await enqueue(send_security_notice, context.principal.id, RECOVERY_CODES, broker=broker)
     return {"recovery_codes": codes}
 
 

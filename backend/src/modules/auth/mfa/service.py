@@ -41,6 +41,13 @@ from src.infrastructure.auth.passwords import verify_password
 from src.infrastructure.auth.tokens import hash_recovery_code
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
+from src.infrastructure.taskiq import outbox
+from src.modules.auth.account.tasks import (
+    MFA_DISABLED,
+    MFA_ENABLED,
+    RECOVERY_CODES,
+    send_security_notice,
+)
 from src.modules.auth.mfa.models import MfaCredential, MfaRecoveryCode
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.auth.throttle import Attempt, attempt_for_account, login_throttle
@@ -276,6 +283,7 @@ class MfaService:
         await db.execute(update(User).where(User.id == user_id).values(mfa_enabled=True))
         codes = await _replace_recovery_codes(db, user_id)
         await end_sessions(db, user_id=user_id, keep_session_id=session_id)
+        await outbox.add(db, send_security_notice, user_id, MFA_ENABLED)
         await db.commit()
         return codes
 
@@ -312,6 +320,7 @@ class MfaService:
         await prove(db, attempt, proof, BadRequestError(INVALID_PASSWORD_OR_CODE))
         await db.execute(update(User).where(User.id == user_id).values(mfa_enabled=False))
         await remove_mfa(db, user_id=user_id)
+        await outbox.add(db, send_security_notice, user_id, MFA_DISABLED)
         await db.commit()
 
     async def regenerate_recovery_codes(
@@ -335,5 +344,6 @@ class MfaService:
         attempt = attempt_for_account(user_id=user_id, ip=ip_address, device_token=device_token)
         await prove(db, attempt, proof, BadRequestError(INVALID_CODE))
         codes = await _replace_recovery_codes(db, user_id)
+        await outbox.add(db, send_security_notice, user_id, RECOVERY_CODES)
         await db.commit()
         return codes
