@@ -22,6 +22,7 @@ from src.modules.auth.mfa.service import MfaService
 from src.modules.auth.schemas import LoginResponse
 from src.modules.auth.service import MFA_PENDING_EXPIRED, AuthService
 from src.modules.common.exceptions import ForbiddenError, NotAuthenticatedError
+from src.modules.common.schemas import responses
 
 router = APIRouter(prefix="/mfa", tags=["auth"])
 
@@ -32,7 +33,9 @@ async def mfa_status(context: CurrentSession, db: DBSession) -> dict[str, object
     return await MfaService().status(user_id=context.principal.id, db=db)
 
 
-@router.post("/enroll", response_model=MfaEnrollment)
+@router.post(
+    "/enroll", response_model=MfaEnrollment, responses=responses(409, e409="MFA is on already")
+)
 async def enroll(context: CurrentSession, db: DBSession) -> dict[str, str]:
     """Start enrolling an authenticator: a new TOTP secret and its `otpauth://` URI (render it
     as a QR code), shown this once. MFA is off until `POST /auth/mfa/confirm`; enrolling again
@@ -40,7 +43,13 @@ async def enroll(context: CurrentSession, db: DBSession) -> dict[str, str]:
     return await MfaService().enroll(principal=context.principal, db=db)
 
 
-@router.post("/confirm", response_model=RecoveryCodes)
+@router.post(
+    "/confirm",
+    response_model=RecoveryCodes,
+    responses=responses(
+        400, 409, e400="The code is wrong", e409="MFA is on already, or not enrolled"
+    ),
+)
 async def confirm(
     payload: MfaCodeRequest, context: CurrentSession, db: DBSession
 ) -> dict[str, list[str]]:
@@ -52,7 +61,11 @@ async def confirm(
     return {"recovery_codes": codes}
 
 
-@router.post("/disable", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(400, 409, e400="The password or the code is wrong", e409="MFA is off"),
+)
 async def disable(
     payload: MfaDisableRequest, request: Request, context: CurrentSession, db: DBSession
 ) -> None:
@@ -68,7 +81,11 @@ async def disable(
     )
 
 
-@router.post("/recovery-codes", response_model=RecoveryCodes)
+@router.post(
+    "/recovery-codes",
+    response_model=RecoveryCodes,
+    responses=responses(400, 409, e400="The code is wrong", e409="MFA is off"),
+)
 async def regenerate_recovery_codes(
     payload: MfaCodeRequest, request: Request, context: CurrentSession, db: DBSession
 ) -> dict[str, list[str]]:
@@ -83,7 +100,16 @@ async def regenerate_recovery_codes(
     return {"recovery_codes": codes}
 
 
-@router.post("/verify", response_model=LoginResponse)
+@router.post(
+    "/verify",
+    response_model=LoginResponse,
+    responses=responses(
+        401,
+        403,
+        e401="A wrong code, or no pending sign-in (log in again)",
+        e403="A cross-site request",
+    ),
+)
 async def verify(
     payload: MfaVerifyRequest, request: Request, response: Response, db: DBSession
 ) -> dict[str, object]:
