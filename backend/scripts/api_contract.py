@@ -163,7 +163,7 @@ def postgres_database(url: str) -> tuple[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
-    parser.add_argument("--max-examples", type=int, default=25, help="per operation and phase")
+    parser.add_argument("--max-examples", type=int, default=15, help="per operation and phase")
     parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed (reproduce)")
     # One worker: Python 3.11's `ast.parse` is not thread-safe (hypothesis calls it to describe
     # strategies; two workers failed with "AST constructor recursion depth mismatch").
