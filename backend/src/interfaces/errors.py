@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from src.infrastructure.logging.request_id import HEADER as REQUEST_ID_HEADER
+from src.infrastructure.route_templates import scope_route_template
 from src.modules.common.exceptions import DomainError, InvalidValueError, RetryLaterError
 
 logger = logging.getLogger("src.errors")
@@ -45,9 +47,22 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-    )
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """`Allow` for a 405: the methods declared for the route template the path matched.
+    Starlette names only the methods of the first route whose path matched, so `PATCH` and
+    `DELETE /tiers/{name}` would be missing next to `GET`. Computed only when answering a 405."""
+    template = scope_route_template(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path_format == template and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:

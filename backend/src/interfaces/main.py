@@ -36,6 +36,7 @@ from src.interfaces.edge import EdgeMiddleware
 from src.interfaces.errors import register_error_handlers, unhandled_error_handler
 from src.interfaces.health import router as health_router
 from src.interfaces.metrics import router as metrics_router
+from src.interfaces.openapi import install_openapi
 
 
 @asynccontextmanager
@@ -86,6 +87,7 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(metrics_router)
     include_api_v1(app)
+    install_openapi(app)  # every status each route can answer, with the error model
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can
     # receive (a 413 and CORS preflights included) passes the edge's cookie and header work.

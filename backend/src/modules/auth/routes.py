@@ -33,6 +33,7 @@ from src.modules.auth.schemas import (
 )
 from src.modules.auth.service import AuthService, MfaRequired
 from src.modules.common.exceptions import DomainError, ForbiddenError
+from src.modules.common.schemas import responses
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 router.include_router(account_router)
@@ -70,6 +71,14 @@ _login_body = LoginRequest.model_json_schema()
 @router.post(
     "/login",
     response_model=LoginResponse | MfaRequiredResponse,
+    responses=responses(
+        401,
+        403,
+        415,
+        e401="Wrong username or password",
+        e403="A cross-site request",
+        e415="The body is neither JSON nor a form",
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.ratelimit import all_route_templates
 from src.modules.auth.dependencies import SuperUser
-from src.modules.common.schemas import Page, Pagination
+from src.modules.common.schemas import Page, Pagination, PathId, responses
 from src.modules.rate_limit.schemas import (
     ALL_ROUTES,
     RateLimitCreate,
@@ -51,7 +51,12 @@ async def list_rate_limits(
     return await RateLimitService().list(tier_name=name, params=pagination, db=db)
 
 
-@router.post("", response_model=RateLimitRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=RateLimitRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409, e409="The tier has a rule for this path"),
+)
 async def create_rate_limit(
     name: str, payload: RateLimitCreate, request: Request, _: SuperUser, db: DBSession
 ) -> dict[str, Any]:
@@ -62,15 +67,21 @@ async def create_rate_limit(
 
 
 @router.get("/{rule_id}", response_model=RateLimitRead)
-async def read_rate_limit(name: str, rule_id: int, _: SuperUser, db: DBSession) -> dict[str, Any]:
+async def read_rate_limit(
+    name: str, rule_id: PathId, _: SuperUser, db: DBSession
+) -> dict[str, Any]:
     """One rule of the tier."""
     return await RateLimitService().get(tier_name=name, rule_id=rule_id, db=db)
 
 
-@router.patch("/{rule_id}", response_model=RateLimitRead)
+@router.patch(
+    "/{rule_id}",
+    response_model=RateLimitRead,
+    responses=responses(409, e409="The tier has a rule for this path"),
+)
 async def update_rate_limit(
     name: str,
-    rule_id: int,
+    rule_id: PathId,
     payload: RateLimitUpdate,
     request: Request,
     _: SuperUser,
@@ -82,6 +93,6 @@ async def update_rate_limit(
 
 
 @router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_rate_limit(name: str, rule_id: int, _: SuperUser, db: DBSession) -> None:
+async def delete_rate_limit(name: str, rule_id: PathId, _: SuperUser, db: DBSession) -> None:
     """Remove a rule: the tier's `*` rule or the default applies again."""
     await RateLimitService().delete(tier_name=name, rule_id=rule_id, db=db)

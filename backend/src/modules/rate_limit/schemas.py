@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 ALL_ROUTES = "*"
 MAX_PERIOD_SECONDS = 30 * 24 * 60 * 60
@@ -35,6 +36,13 @@ RoutePath = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
     AfterValidator(_normalise_path),
 ]
+PATH_DESCRIPTION = (
+    "A route template as declared (`/api/v1/users/{username}`), or `*` for every route of the "
+    "tier without a rule of its own"
+)
+# The OpenAPI document lists the API's route templates as this field's `enum`
+# (`src/interfaces/openapi.py`): what the routes accept (`_require_known_path`).
+ROUTE_TEMPLATE: dict[str, Any] = {"x-route-template": True}
 MaxRequests = Annotated[int, Field(ge=1, le=1_000_000_000)]
 PeriodSeconds = Annotated[int, Field(ge=1, le=MAX_PERIOD_SECONDS)]
 
@@ -42,10 +50,7 @@ PeriodSeconds = Annotated[int, Field(ge=1, le=MAX_PERIOD_SECONDS)]
 class RateLimitCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: RoutePath = Field(
-        description="A route template as declared (`/api/v1/users/{username}`), or `*` for "
-        "every route of the tier without a rule of its own"
-    )
+    path: RoutePath = Field(description=PATH_DESCRIPTION, json_schema_extra=ROUTE_TEMPLATE)
     max_requests: MaxRequests
     period_seconds: PeriodSeconds
 
@@ -53,9 +58,12 @@ class RateLimitCreate(BaseModel):
 class RateLimitUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: RoutePath | None = None
-    max_requests: MaxRequests | None = None
-    period_seconds: PeriodSeconds | None = None
+    # Leave a field out to keep its value (null is refused, so the schema does not offer it).
+    path: RoutePath | SkipJsonSchema[None] = Field(
+        default=None, description=PATH_DESCRIPTION, json_schema_extra=ROUTE_TEMPLATE
+    )
+    max_requests: MaxRequests | SkipJsonSchema[None] = None
+    period_seconds: PeriodSeconds | SkipJsonSchema[None] = None
 
     @field_validator("path", "max_requests", "period_seconds", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
 from src.modules.auth.dependencies import SuperUser
-from src.modules.common.schemas import Page, Pagination
+from src.modules.common.schemas import Page, Pagination, responses
 from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
 from src.modules.tier.service import TIERS_CACHE_TAG, TierService
 
@@ -30,13 +30,22 @@ async def read_tier(name: str, db: DBSession) -> dict[str, Any]:
     return await TierService().get_by_name(name=name, db=db)
 
 
-@router.post("", response_model=TierRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=TierRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409, e409="A tier has this name"),
+)
 async def create_tier(payload: TierCreate, _: SuperUser, db: DBSession) -> dict[str, Any]:
     """Create a tier (superusers only). 409 when the name exists."""
     return await TierService().create(payload=payload, db=db)
 
 
-@router.patch("/{name}", response_model=TierRead)
+@router.patch(
+    "/{name}",
+    response_model=TierRead,
+    responses=responses(409, e409="A tier has this name, or this is the default tier"),
+)
 async def update_tier(
     name: str, payload: TierUpdate, _: SuperUser, db: DBSession
 ) -> dict[str, Any]:
@@ -44,7 +53,11 @@ async def update_tier(
     return await TierService().update(name=name, payload=payload, db=db)
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(409, e409="The default tier, or a tier users are on"),
+)
 async def delete_tier(name: str, _: SuperUser, db: DBSession) -> None:
     """Delete a tier no user is on (superusers only); the default tier stays."""
     await TierService().delete(name=name, db=db)

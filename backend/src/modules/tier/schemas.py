@@ -3,11 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
+# ASCII letters, digits, "_", " ", "." and "-", at least one not a space; stripped after the checks,
+# so the JSON schema's bounds are the server's.
+_CHAR, _NOT_SPACE = "[A-Za-z0-9_ .-]", "[A-Za-z0-9_.-]"
 TierName = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=r"^[\w .-]+$"),
+    StringConstraints(
+        min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_ .-]*[A-Za-z0-9_.-][A-Za-z0-9_ .-]*$"
+    ),
+    AfterValidator(str.strip),
 ]
 
 

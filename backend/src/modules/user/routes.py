@@ -14,14 +14,19 @@ from src.modules.auth.dependencies import (
     SuperUser,
     current_verified_user,
 )
-from src.modules.common.schemas import Page, Pagination
+from src.modules.common.schemas import Page, Pagination, responses
 from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
 from src.modules.user.service import UserService, profile_cache_key
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=UserRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409, e409="The email or the username is taken"),
+)
 async def sign_up(payload: UserCreate, db: DBSession) -> dict[str, Any]:
     """Create an account on the default tier. 409 when the email or username is taken.
     The welcome email goes out in the background: its task is committed with the user (the
@@ -48,7 +53,12 @@ async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
     return await UserService().get_public_profile(username=username, db=db)
 
 
-@router.patch("/{username}", response_model=UserRead, dependencies=[Depends(current_verified_user)])
+@router.patch(
+    "/{username}",
+    response_model=UserRead,
+    dependencies=[Depends(current_verified_user)],
+    responses=responses(409, e409="The username is taken"),
+)
 async def update_user(
     username: str, payload: UserUpdate, context: CurrentSession, db: DBSession
 ) -> dict[str, Any]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
     ValidationInfo,
@@ -61,14 +62,48 @@ def _email_not_here(value: object) -> None:
     )
 
 
+USERNAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# The JSON schema's pattern also leaves out the reserved names (in any case), so that every
+# username the schema allows is accepted; the server checks the reserved ones after the
+# pattern (the regex engine of pydantic has no lookahead).
+_RESERVED_LOOKAHEAD = "|".join(_any_case(name) for name in sorted(RESERVED_USERNAMES))
 Username = Annotated[
     str,
-    StringConstraints(
-        min_length=3, max_length=30, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$"
-    ),
+    StringConstraints(min_length=3, max_length=30, pattern=USERNAME_PATTERN),
+    Field(json_schema_extra={"pattern": f"^(?!(?:{_RESERVED_LOOKAHEAD})$){USERNAME_PATTERN[1:]}"}),
     AfterValidator(_check_username),
 ]
-Email = Annotated[EmailStr, AfterValidator(str.lower)]
+
+
+def _check_email(value: str) -> str:
+    """A syntactically valid address (`email-validator`, no deliverability check), lower-cased.
+    What it refuses besides the syntax is stated in `EMAIL_PATTERN`."""
+    try:
+        checked = validate_email(value, check_deliverability=False, globally_deliverable=False)
+    except EmailNotValidError as exc:
+        raise PydanticCustomError(
+            "value_error", "value is not a valid email address: {reason}", {"reason": str(exc)}
+        ) from None
+    return checked.normalized.lower()
+
+
+# What `format: email` allows and the server refuses, as a pattern for the JSON schema: a
+# quoted local part, an IP address after the @, and a special-use domain (`.test`, ...).
+_SPECIAL_USE = "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+EMAIL_PATTERN = rf'^(?!")(?![^@]*@\[)(?!.*[@.](?:{_SPECIAL_USE})$)'
+Email = Annotated[
+    str,
+    Field(max_length=254, json_schema_extra={"format": "email", "pattern": EMAIL_PATTERN}),
+    AfterValidator(_check_email),
+]
+
+
 # The policy (length included) is `password_policy.check_password`, run by the models below;
 # the bounds are repeated in the JSON schema for clients only.
 Password = Annotated[
@@ -80,7 +115,11 @@ Password = Annotated[
         }
     ),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+# Stripped after the checks, so the bounds are those of the JSON schema: 1 to 50 characters,
+# at least one of them not white space.
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=50, pattern=r"\S"), AfterValidator(str.strip)
+]
 
 
 class UserCreate(BaseModel):

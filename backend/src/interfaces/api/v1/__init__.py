@@ -28,8 +28,6 @@ def include_api_v1(app: FastAPI) -> None:
         app.include_router(
             router,
             prefix=PREFIX,
+            # Its 429 is documented on every route from this dependency (interfaces/openapi.py).
             dependencies=[Depends(enforce_rate_limit)],
-            responses={
-                429: {"description": "Rate limit exceeded: see Retry-After and X-RateLimit-*"}
-            },
         )

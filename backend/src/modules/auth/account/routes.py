@@ -22,6 +22,9 @@ from src.modules.auth.account.schemas import (
 from src.modules.auth.account.service import AccountService
 from src.modules.auth.dependencies import CurrentSession
 from src.modules.auth.throttle import email_request_throttle
+from src.modules.common.schemas import responses
+
+BAD_LINK = responses(400, e400="The link is invalid, was already used or has expired")
 
 router = APIRouter(tags=["auth"])
 
@@ -41,7 +44,7 @@ async def request_verification(
     return {"detail": SENT}
 
 
-@router.post("/email/verify-confirm", response_model=Done)
+@router.post("/email/verify-confirm", response_model=Done, responses=BAD_LINK)
 async def confirm_verification(payload: TokenConfirm, db: DBSession) -> dict[str, str]:
     """Mark the account's email as verified (400 for an invalid, used or expired link)."""
     await AccountService().confirm_email(token=payload.token, db=db)
@@ -63,7 +66,7 @@ async def request_password_reset(
     return {"detail": SENT}
 
 
-@router.post("/password/reset-confirm", response_model=Done)
+@router.post("/password/reset-confirm", response_model=Done, responses=BAD_LINK)
 async def confirm_password_reset(payload: PasswordResetConfirm, db: DBSession) -> dict[str, str]:
     """Set a new password with a reset link: every session of the account ends (sign in
     again); the account's address is told. 400 for an invalid, used or expired link."""
@@ -73,7 +76,11 @@ async def confirm_password_reset(payload: PasswordResetConfirm, db: DBSession) -
     return {"detail": "Your password was changed: sign in with the new one"}
 
 
-@router.post("/change-password", response_model=Done)
+@router.post(
+    "/change-password",
+    response_model=Done,
+    responses=responses(400, e400="The current password is wrong"),
+)
 async def change_password(
     payload: PasswordChange,
     context: CurrentSession,
@@ -93,7 +100,12 @@ async def change_password(
     return {"detail": "Your password was changed"}
 
 
-@router.post("/email/change-request", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/email/change-request",
+    response_model=Accepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(400, e400="The password is wrong, or this is already your address"),
+)
 async def request_email_change(
     payload: EmailChangeRequest,
     context: CurrentSession,
@@ -118,7 +130,11 @@ async def request_email_change(
     return {"detail": f"An email was sent to {payload.new_email}: follow its link to confirm"}
 
 
-@router.post("/email/change-confirm", response_model=Done)
+@router.post(
+    "/email/change-confirm",
+    response_model=Done,
+    responses=BAD_LINK | responses(409, e409="Another account took the address meanwhile"),
+)
 async def confirm_email_change(payload: TokenConfirm, db: DBSession) -> dict[str, str]:
     """Switch the account to the address the link was sent to (now verified); the old
     address is told. 400 for an invalid, used or expired link; 409 if the address was taken

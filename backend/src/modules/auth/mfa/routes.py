@@ -23,6 +23,7 @@ from src.modules.auth.mfa.service import MfaService
 from src.modules.auth.schemas import LoginResponse
 from src.modules.auth.service import MFA_PENDING_EXPIRED, AuthService
 from src.modules.common.exceptions import ForbiddenError, NotAuthenticatedError
+from src.modules.common.schemas import responses
 
 router = APIRouter(prefix="/mfa", tags=["auth"])
 
@@ -36,7 +37,11 @@ async def mfa_status(context: CurrentSession, db: DBSession) -> dict[str, object
 NO_STORE = {"Cache-Control": "no-store"}  # secrets and codes: no cache may keep them
 
 
-@router.post("/enroll", response_model=MfaEnrollment)
+@router.post(
+    "/enroll",
+    response_model=MfaEnrollment,
+    responses=responses(400, 409, e400="The password is incorrect", e409="MFA is on already"),
+)
 async def enroll(
     payload: MfaEnrollRequest,
     request: Request,
@@ -58,7 +63,13 @@ async def enroll(
     )
 
 
-@router.post("/confirm", response_model=RecoveryCodes)
+@router.post(
+    "/confirm",
+    response_model=RecoveryCodes,
+    responses=responses(
+        400, 409, e400="The code is wrong", e409="MFA is on already, or not enrolled"
+    ),
+)
 async def confirm(
     payload: MfaCodeRequest,
     response: Response,
@@ -75,7 +86,11 @@ async def confirm(
     return {"recovery_codes": codes}
 
 
-@router.post("/disable", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(400, 409, e400="The password or the code is wrong", e409="MFA is off"),
+)
 async def disable(
     payload: MfaDisableRequest,
     request: Request,
@@ -95,7 +110,11 @@ async def disable(
     )
 
 
-@router.post("/recovery-codes", response_model=RecoveryCodes)
+@router.post(
+    "/recovery-codes",
+    response_model=RecoveryCodes,
+    responses=responses(400, 409, e400="The code is wrong", e409="MFA is off"),
+)
 async def regenerate_recovery_codes(
     payload: MfaCodeRequest,
     request: Request,
@@ -116,7 +135,16 @@ async def regenerate_recovery_codes(
     return {"recovery_codes": codes}
 
 
-@router.post("/verify", response_model=LoginResponse)
+@router.post(
+    "/verify",
+    response_model=LoginResponse,
+    responses=responses(
+        401,
+        403,
+        e401="A wrong code, or no pending sign-in (log in again)",
+        e403="A cross-site request",
+    ),
+)
 async def verify(
     payload: MfaVerifyRequest, request: Request, response: Response, db: DBSession
 ) -> dict[str, object]:

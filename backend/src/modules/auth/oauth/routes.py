@@ -42,6 +42,7 @@ from src.modules.auth.oauth.service import (
 )
 from src.modules.auth.service import MfaRequired
 from src.modules.common.exceptions import DomainError, ResourceNotFoundError
+from src.modules.common.schemas import error_response
 
 logger = logging.getLogger("src.auth.oauth")
 
@@ -50,7 +51,7 @@ router = APIRouter(prefix="/oauth", tags=["auth"])
 CALLBACK_ROUTE = "oauth_callback"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     status.HTTP_303_SEE_OTHER: {"description": "Redirect (see the description)"},
-    status.HTTP_404_NOT_FOUND: {"description": "No such provider is configured"},
+    status.HTTP_404_NOT_FOUND: error_response(404, "No such provider is configured"),
 }
 
 
