@@ -8,6 +8,7 @@ CORS when origins are configured. Both pure ASGI.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from src.infrastructure.config import Environment, settings
 from src.infrastructure.database.session import dispose_engine, pool_status
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
-from src.infrastructure.redis_client import close_redis_clients
+from src.infrastructure.redis_client import close_redis_clients, persistence_warning
 from src.infrastructure.security.validator import validate_settings
 from src.infrastructure.taskiq.brokers import default_broker, start_broker, stop_broker
 from src.interfaces.api.v1 import include_api_v1
@@ -37,6 +38,10 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     if settings.METRICS_ENABLED and settings.METRICS_PORT:
         start_metrics_listener(settings.METRICS_PORT)
     await start_broker(default_broker)  # Redis/RabbitMQ: connect; in-memory: nothing to do
+    if settings.SESSION_BACKEND == "redis":
+        warning = await persistence_warning()
+        if warning:
+            logging.getLogger("src.startup").warning(warning)
     yield
     await stop_broker(default_broker)  # in-memory: lets the tasks in flight finish first
     await reset_cache_backend()  # closes the cache's Redis pool

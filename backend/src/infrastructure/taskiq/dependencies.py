@@ -20,6 +20,7 @@ redirect every task a route sends: `app.dependency_overrides[task_broker] = lamb
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -34,16 +35,23 @@ from src.infrastructure.taskiq import brokers
 logger = logging.getLogger(__name__)
 
 
+# When a task raises, taskiq throws its exception into each of its dependencies; re-raised
+# there, it would be logged again (with its trace) as a "teardown" failure of every session.
+# The receiver logs the task's failure once; the sessions just close.
+
+
 async def task_session() -> AsyncIterator[AsyncSession]:
     """A session in a transaction: what the task does not commit is rolled back."""
     async with get_sessionmaker()() as session:
-        yield session
+        with contextlib.suppress(Exception):
+            yield session
 
 
 async def task_read_session() -> AsyncIterator[AsyncSession]:
     """An autocommit session for reads."""
     async with get_read_sessionmaker()() as session:
-        yield session
+        with contextlib.suppress(Exception):
+            yield session
 
 
 TaskDB = Annotated[AsyncSession, TaskiqDepends(task_session)]
