@@ -9,6 +9,7 @@ import asyncio
 import functools
 import getpass
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -280,6 +281,7 @@ def _prepare_metrics_dir(workers: int) -> Path | None:
 
     if workers <= 1 or not settings.METRICS_ENABLED:
         return None
+    # Set before the workers import prometheus-client: it picks its storage at import.
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if given:
         folder = Path(given)
@@ -290,6 +292,10 @@ def _prepare_metrics_dir(workers: int) -> Path | None:
     folder = Path(tempfile.mkdtemp(prefix="app-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # inherited by the workers
     return folder
+
+
+def _exit_after_shutdown(number: int, _: object) -> None:
+    raise SystemExit(0 if number == signal.SIGTERM else 128 + number)
 
 
 @cli.command()
@@ -317,9 +323,15 @@ def serve(
         migrate_upgrade("head")
         seed()
     metrics_dir = None if reload else _prepare_metrics_dir(workers)
+    if workers > 1 and not reload and settings.METRICS_ENABLED:
+        typer.echo(f"metrics of the workers add up in {os.environ['PROMETHEUS_MULTIPROC_DIR']}")
     shown_host = f"[{host}]" if ":" in host else host
     processes = "reloading on changes" if reload else f"{workers} worker(s)"
     typer.echo(f"serving http://{shown_host}:{port} ({processes}); Ctrl+C or SIGTERM stops")
+    # uvicorn shuts down gracefully (requests in flight finish), then raises the signal again
+    # for the handler found before it: exit 0 for SIGTERM (a normal stop), 130 for Ctrl+C.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _exit_after_shutdown)
     try:
         uvicorn.run(
             "src.interfaces.main:app",
@@ -362,8 +374,14 @@ def worker(
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds to let running tasks finish on SIGTERM")
     ] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the task metrics (tasks_total) of every process on this port"),
+    ] = None,
 ) -> None:
     """Run background tasks from the broker TASKIQ_BROKER names (redis or rabbitmq)."""
+    import shutil
+
     from src.infrastructure.taskiq.runner import run_worker
 
     if settings.TASKIQ_BROKER == "memory":
@@ -373,13 +391,29 @@ def worker(
             err=True,
         )
         raise typer.Exit(code=2)
-    status = run_worker(
-        _task_modules(modules),
-        workers=workers,
-        max_async_tasks=concurrency or settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
-        max_prefetch=prefetch,
-        shutdown_timeout=shutdown_timeout,
-    )
+    metrics_dir = None
+    if metrics_port:
+        # The worker processes count into files, this process serves their sum.
+        metrics_dir = _prepare_metrics_dir(2)
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(metrics_port, registry=registry)
+        typer.echo(f"task metrics on http://0.0.0.0:{metrics_port}/metrics")
+    try:
+        status = run_worker(
+            _task_modules(modules),
+            workers=workers,
+            max_async_tasks=concurrency
+            or settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
+            max_prefetch=prefetch,
+            shutdown_timeout=shutdown_timeout,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     raise typer.Exit(code=status)
 
 
