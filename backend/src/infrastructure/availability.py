@@ -16,7 +16,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 # they reach the generic one.
 UNAVAILABLE_ERRORS = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 # SQLSTATEs that mean the server cannot serve now: connection exceptions (class 08), too many
-# connections, administrator or crash shutdown, starting up.
+# connections, administrator or crash shutdown, starting up. (SQLite's "database is locked",
+# the write lock not free within busy_timeout, is saturation too, like a pool timeout.)
 _UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
 
 
@@ -28,6 +29,8 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         code = str(getattr(exc.orig, "sqlstate", "") or "")
         if code.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if "database is locked" in str(exc.orig):  # SQLite: a writer waited busy_timeout
             return True
         cause = exc.orig.__cause__ if exc.orig is not None else None
         return isinstance(exc.orig, OSError) or isinstance(cause, OSError)

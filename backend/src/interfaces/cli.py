@@ -294,6 +294,9 @@ def _prepare_metrics_dir(workers: int) -> Path | None:
     return folder
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def _exit_after_shutdown(number: int, _: object) -> None:
     raise SystemExit(0 if number == signal.SIGTERM else 128 + number)
 
@@ -343,6 +346,9 @@ def serve(
             server_header=False,
             log_config=None,  # the app configures structured logging itself
             access_log=False,  # one access line per request comes from the app, with its route
+            # uvicorn kills a worker that does not answer its health ping within this many
+            # seconds; its 5 s default killed workers still importing on a busy machine.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
     finally:
         if metrics_dir is not None:

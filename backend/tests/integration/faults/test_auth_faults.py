@@ -128,8 +128,14 @@ async def test_a_redis_session_store_that_dies_answers_503(
 
     assert {r.status_code for r in reads} == {503}
     assert all(r.headers["Retry-After"] for r in reads)
-    # One warning line per request, carrying its request id; no traceback anywhere.
-    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # One warning line per request, carrying its request id; no traceback anywhere. (The rate
+    # limiter shares this Redis: when its batched sync falls in the outage, it says once that
+    # it serves unlimited; that line is about the limiter, not these requests.)
+    problems = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name != "src.ratelimit"
+    ]
     assert len(problems) == len(reads)
     assert all(r.name == "src.errors" and r.exc_info is None for r in problems)
     ids = {r.headers["X-Request-ID"] for r in reads}

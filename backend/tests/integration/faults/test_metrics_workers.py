@@ -19,14 +19,16 @@ from tests.helpers.servers import AppServer
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUESTS = 120
-HEALTH_OK = re.compile(
-    r'^http_requests_total\{method="GET",route="/health",status="200"\} ([0-9.e+]+)$', re.M
+# A path nothing else asks for (the start-up polls /health): counted as route "unmatched".
+PATH = "/no-such-page"
+NOT_FOUND = re.compile(
+    r'^http_requests_total\{method="GET",route="unmatched",status="404"\} ([0-9.e+]+)$', re.M
 )
 
 
-def _health_count(base_url: str) -> float:
+def _count(base_url: str) -> float:
     body = httpx.get(f"{base_url}/metrics", timeout=10).text
-    found = HEALTH_OK.search(body)
+    found = NOT_FOUND.search(body)
     return float(found.group(1)) if found else 0.0
 
 
@@ -34,14 +36,15 @@ def test_metrics_add_up_over_the_workers(tmp_path: Path):
     server = AppServer(tmp_path, {"ENVIRONMENT": "local", "LOG_ACCESS": "false"}, workers=2)
     server.start()
     try:
-        before = _health_count(server.base_url)
+        before = _count(server.base_url)
+        assert before == 0
 
         def hit(_: int) -> int:
-            return httpx.get(f"{server.base_url}/health", timeout=10).status_code
+            return httpx.get(f"{server.base_url}{PATH}", timeout=10).status_code
 
         with ThreadPoolExecutor(8) as pool:
-            assert set(pool.map(hit, range(REQUESTS))) == {200}
-        counts = {_health_count(server.base_url) for _ in range(6)}  # asked of either worker
+            assert set(pool.map(hit, range(REQUESTS))) == {404}
+        counts = {_count(server.base_url) for _ in range(6)}  # asked of either worker
         [folder_line] = [
             line for line in server.output().splitlines() if line.startswith("metrics of the")
         ]
