@@ -132,9 +132,7 @@ async def test_a_redis_session_store_that_dies_answers_503(
     # limiter shares this Redis: when its batched sync falls in the outage, it says once that
     # it serves unlimited; that line is about the limiter, not these requests.)
     problems = [
-        r
-        for r in caplog.records
-        if r.levelno >= logging.WARNING and r.name != "src.ratelimit"
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "src.ratelimit"
     ]
     assert len(problems) == len(reads)
     assert all(r.name == "src.errors" and r.exc_info is None for r in problems)

@@ -126,7 +126,10 @@ def test_a_redis_cache_with_no_redis_named_is_refused_everywhere():
     blank = dict.fromkeys(
         ("REDIS_URL", "CACHE_REDIS_URL", "CACHE_REDIS_HOST", "CACHE_REDIS_PORT", "CACHE_REDIS_DB")
     )
-    problems = find_problems(Settings(**blank, CACHE_BACKEND="redis", ENVIRONMENT="local"))
+    others = {"SESSION_BACKEND": "database", "RATE_LIMIT_STORAGE": "memory"}
+    others |= {"TASKIQ_BROKER": "memory"}
+    settings = Settings(**blank, **others, CACHE_BACKEND="redis", ENVIRONMENT="local")
+    problems = find_problems(settings)
     assert problems == [
         "CACHE_BACKEND=redis but none of CACHE_REDIS_URL, CACHE_REDIS_HOST or REDIS_URL is set"
     ]
