@@ -28,6 +28,8 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         render_as_batch=True,
         compare_type=True,
         literal_binds=connection is None,
+        # `app migrate` passes a callback to report each migration it applies.
+        on_version_apply=config.attributes.get("on_version_apply", ()),
     )
 
 

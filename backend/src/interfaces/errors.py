@@ -15,13 +15,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
+from src.infrastructure.availability import UNAVAILABLE_ERRORS, is_unavailable
 from src.infrastructure.logging.request_id import HEADER as REQUEST_ID_HEADER
 from src.infrastructure.route_templates import scope_route_template
 from src.modules.common.exceptions import DomainError, InvalidValueError, RetryLaterError
@@ -95,35 +94,11 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-# Raised when a server is down or saturated (ConnectionError: refused or reset while
-# connecting); each gets the 503 handler directly, and `_is_unavailable` recognises them when
-# they reach the generic one.
-_UNAVAILABLE_ERRORS = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, ConnectionError)
-# SQLSTATEs that mean the server cannot serve now: connection exceptions (class 08), too many
-# connections, administrator or crash shutdown, starting up; and the transaction lost to a
-# concurrent one (deadlock, serialization failure): the same request may pass if retried.
-_UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03", "40P01", "40001")
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    """A dependency that is down or saturated, as opposed to a bug (a missing table, a broken
-    query, a session misused across tasks: those stay 500s, logged with their trace)."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:  # SQLAlchemy recognised a lost connection
-            return True
-        code = str(getattr(exc.orig, "sqlstate", "") or "")
-        if code.startswith(_UNAVAILABLE_SQLSTATES):
-            return True
-        cause = exc.orig.__cause__ if exc.orig is not None else None
-        return isinstance(exc.orig, OSError) or isinstance(cause, OSError)
-    return isinstance(exc, _UNAVAILABLE_ERRORS)
-
-
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """SQLSTATE class 22 (data exception: a value the schemas let through but the database
     refuses, say a NUL character in text on Postgres) is bad input, 422; a lost connection is a
     503; the rest is a 500."""
-    if _is_unavailable(exc):
+    if is_unavailable(exc):
         return await unavailable_handler(request, exc)
     code = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
     if not (isinstance(exc, DataError) or code.startswith("22")):
@@ -134,7 +109,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    if _is_unavailable(exc):
+    if is_unavailable(exc):
         return await unavailable_handler(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -147,6 +122,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DBAPIError, database_error_handler)
-    for unavailable in _UNAVAILABLE_ERRORS:
+    for unavailable in UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, unavailable_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

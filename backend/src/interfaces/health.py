@@ -75,7 +75,7 @@ def _checks(db: DBSession) -> dict[str, tuple[Callable[[], Awaitable[object]], b
     if settings.TASKIQ_BROKER == "rabbitmq":
         checks["rabbitmq"] = (lambda: _connect_tcp(settings.RABBITMQ_URL), True)
     if settings.CACHE_ENABLED and settings.CACHE_BACKEND == "redis":
-        cache_url, password = redis_address(settings), settings.CACHE_REDIS_PASSWORD
+        cache_url, password = redis_address(settings)
         checks["cache"] = (lambda: _ping_redis(cache_url, password), False)
     return checks
 
@@ -112,7 +112,7 @@ def _configuration(db: DBSession) -> Hashable:
         settings.RABBITMQ_URL,
         settings.CACHE_ENABLED,
         settings.CACHE_BACKEND,
-        redis_address(settings),
+        settings.cache_redis,
     )
 
 

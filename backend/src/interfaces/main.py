@@ -8,6 +8,7 @@ CORS when origins are configured. Both pure ASGI.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from src.infrastructure.config import Environment, settings
 from src.infrastructure.database.session import dispose_engine, pool_status
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
-from src.infrastructure.redis_client import close_redis_clients
+from src.infrastructure.redis_client import close_redis_clients, persistence_warning
 from src.infrastructure.security.validator import validate_settings
 from src.infrastructure.taskiq.brokers import (
     default_broker,
@@ -50,6 +51,10 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     if settings.OUTBOX_RELAY_IN_API or runs_in_process(default_broker):
         relay = OutboxRelay(default_broker)
         relay.start()
+    if settings.SESSION_BACKEND == "redis":
+        warning = await persistence_warning()
+        if warning:
+            logging.getLogger("src.startup").warning(warning)
     yield
     if relay is not None:
         await relay.stop()  # what it did not send stays in the table for the next relay

@@ -26,7 +26,7 @@ async def metrics(request: Request) -> Response:
     token = settings.METRICS_TOKEN
     if token:
         sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), token.encode()):
+        if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
             raise NotAuthenticatedError("A valid metrics token is required")
     elif settings.is_production:
         raise ResourceNotFoundError("Not Found")

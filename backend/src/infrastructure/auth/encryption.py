@@ -41,7 +41,7 @@ def _cipher(secret_key: str, purpose: str) -> AESGCM:
 def encrypt(plaintext: str, *, purpose: str, context: str) -> str:
     """`plaintext` encrypted under the key of `purpose`, bound to `context`."""
     nonce = os.urandom(NONCE_BYTES)
-    sealed = _cipher(settings.SECRET_KEY, purpose).encrypt(
+    sealed = _cipher(settings.SECRET_KEY.get_secret_value(), purpose).encrypt(
         nonce, plaintext.encode(), context.encode()
     )
     return f"{VERSION}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
@@ -58,7 +58,9 @@ def decrypt(stored: str, *, purpose: str, context: str) -> str | None:
         nonce, sealed = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
         if len(nonce) != NONCE_BYTES:
             return None
-        plaintext = _cipher(settings.SECRET_KEY, purpose).decrypt(nonce, sealed, context.encode())
+        plaintext = _cipher(settings.SECRET_KEY.get_secret_value(), purpose).decrypt(
+            nonce, sealed, context.encode()
+        )
         return plaintext.decode()
     except (InvalidTag, binascii.Error, ValueError):
         return None

@@ -27,7 +27,7 @@ def new_token() -> str:
 
 
 def _mac(purpose: str, value: str) -> str:
-    key = settings.SECRET_KEY.encode()
+    key = settings.SECRET_KEY.get_secret_value().encode()
     return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -101,7 +101,7 @@ def derived_secret(purpose: str, value: str) -> str:
     """A secret only this server can compute from `value` (43 URL-safe characters): say the
     PKCE verifier of an OAuth state, so the verifier never has to be stored or sent anywhere
     but to the provider."""
-    key = settings.SECRET_KEY.encode()
+    key = settings.SECRET_KEY.get_secret_value().encode()
     digest = hmac.new(key, f"derive:{purpose}:{value}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

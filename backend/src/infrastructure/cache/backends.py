@@ -32,7 +32,7 @@ from cashews.serialize import get_serializer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from src.infrastructure.config import Settings
+from src.infrastructure.config import Settings, mask_url
 
 MEMORY_MAX_ENTRIES = 10_000
 """LRU bound of the in-process store (entries, not bytes)."""
@@ -40,18 +40,12 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 0.25
 REDIS_POOL_WAIT_SECONDS = 1.0
 REDIS_MAX_CONNECTIONS = 50
 
-Fingerprint = tuple[str, str, int, int, str | None]
+Fingerprint = tuple[str, tuple[str, str | None] | None]
 
 
 def fingerprint(settings: Settings) -> Fingerprint:
     """The settings a store is built from; when they change, the store is rebuilt."""
-    return (
-        settings.CACHE_BACKEND,
-        settings.CACHE_REDIS_HOST,
-        settings.CACHE_REDIS_PORT,
-        settings.CACHE_REDIS_DB,
-        settings.CACHE_REDIS_PASSWORD,
-    )
+    return (settings.CACHE_BACKEND, settings.cache_redis)
 
 
 class CacheStore:
@@ -100,11 +94,19 @@ class CacheStore:
             await self._backend.close()  # type: ignore[no-untyped-call]
 
 
-def redis_address(settings: Settings) -> str:
-    """`redis://host:port/db` of the cache's Redis (the password is passed separately)."""
-    host = settings.CACHE_REDIS_HOST
-    host = f"[{host}]" if ":" in host else host  # IPv6 literal
-    return f"redis://{host}:{settings.CACHE_REDIS_PORT}/{settings.CACHE_REDIS_DB}"
+class CacheRedisNotConfiguredError(RuntimeError):
+    """CACHE_BACKEND=redis with no Redis named (the validator refuses to start with it)."""
+
+
+def redis_address(settings: Settings) -> tuple[str, str | None]:
+    """(URL, password) of the cache's Redis: CACHE_REDIS_URL, else CACHE_REDIS_HOST/PORT/DB/
+    PASSWORD when any is set, else REDIS_URL; never a silent localhost."""
+    address = settings.cache_redis
+    if address is None:
+        raise CacheRedisNotConfiguredError(
+            "CACHE_BACKEND=redis but none of CACHE_REDIS_URL, CACHE_REDIS_HOST or REDIS_URL is set"
+        )
+    return address
 
 
 def build_store(settings: Settings) -> CacheStore:
@@ -113,12 +115,12 @@ def build_store(settings: Settings) -> CacheStore:
     if settings.CACHE_BACKEND == "memory":
         memory = Memory(size=MEMORY_MAX_ENTRIES, check_interval=0, serializer=serializer)
         return CacheStore(memory, shared=False, description="memory")
-    address = redis_address(settings)
+    address, password = redis_address(settings)
     redis = Redis(
         address,
         suppress=False,
         serializer=serializer,
-        password=settings.CACHE_REDIS_PASSWORD,
+        password=password,
         socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
         socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 1),
@@ -126,7 +128,7 @@ def build_store(settings: Settings) -> CacheStore:
         wait_for_connection_timeout=REDIS_POOL_WAIT_SECONDS,
         client_name="cache",
     )
-    return CacheStore(redis, shared=True, description=f"redis at {address}")
+    return CacheStore(redis, shared=True, description=f"redis at {mask_url(address)}")
 
 
 def _glob_escape(text: str) -> str:

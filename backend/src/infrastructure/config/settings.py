@@ -7,14 +7,23 @@ a SQLite file, in-process stores, no external service needed.
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - the known-bad value
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:).*(?P<at>@)")
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of its user info replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\g<head>***\g<at>", url)
 
 
 class Environment(StrEnum):
@@ -38,13 +47,18 @@ class Settings(BaseSettings):
         env_ignore_empty=True,  # `KEY=` in .env means "use the default"
         extra="ignore",
         case_sensitive=True,
+        # An assignment (tests patch settings) is validated too: a str becomes a SecretStr.
+        validate_assignment=True,
     )
 
     # --- application -------------------------------------------------------------------------
     APP_NAME: str = "FastAPI Boilerplate"
     APP_VERSION: str = "0.1.0"
     ENVIRONMENT: Environment = Environment.LOCAL
-    SECRET_KEY: str = Field(default=DEFAULT_SECRET_KEY, repr=False)
+    # true: this deployment is one process (`app serve --workers 1`, one host), so production
+    # accepts per-process state (SQLite, in-memory sessions, rate limits, cache, task broker).
+    SINGLE_PROCESS: bool = False
+    SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     # None = on everywhere but production.
     DOCS_ENABLED: bool | None = None
     MAX_REQUEST_BODY_BYTES: int = 1_048_576
@@ -126,10 +140,14 @@ class Settings(BaseSettings):
     # --- cache (@cache) ----------------------------------------------------------------------
     CACHE_ENABLED: bool = True
     CACHE_BACKEND: Literal["memory", "redis"] = "memory"
-    CACHE_REDIS_HOST: str = "127.0.0.1"
-    CACHE_REDIS_PORT: int = 6379
-    CACHE_REDIS_DB: int = 0
-    CACHE_REDIS_PASSWORD: str | None = Field(default=None, repr=False)
+    # Where the Redis cache lives, first match wins: CACHE_REDIS_URL; else CACHE_REDIS_HOST /
+    # PORT / DB / PASSWORD when any of them is set (host 127.0.0.1, port 6379, db 0 for the
+    # ones left empty); else REDIS_URL. None of them with CACHE_BACKEND=redis is refused.
+    CACHE_REDIS_URL: str | None = None
+    CACHE_REDIS_HOST: str | None = None
+    CACHE_REDIS_PORT: int | None = None
+    CACHE_REDIS_DB: int | None = None
+    CACHE_REDIS_PASSWORD: SecretStr | None = None
     CACHE_DEFAULT_TTL_SECONDS: int = 60
     CACHE_KEY_PREFIX: str = "cache:"
 
@@ -166,7 +184,7 @@ class Settings(BaseSettings):
     SMTP_HOST: str = "127.0.0.1"
     SMTP_PORT: int = 587
     SMTP_USERNAME: str | None = None
-    SMTP_PASSWORD: str | None = Field(default=None, repr=False)
+    SMTP_PASSWORD: SecretStr | None = None
     SMTP_STARTTLS: bool = True
     SMTP_TIMEOUT_SECONDS: float = 10.0
     # The frontend: where the links in emails point (pages that take `?token=` and post it to
@@ -205,7 +223,7 @@ class Settings(BaseSettings):
     METRICS_ENABLED: bool = True
     # When set, /metrics needs `Authorization: Bearer <token>`; production requires it or
     # METRICS_PORT (a separate listener that is not exposed publicly).
-    METRICS_TOKEN: str | None = Field(default=None, repr=False)
+    METRICS_TOKEN: SecretStr | None = None
     METRICS_PORT: int | None = None
 
     # --- OAuth sign-in (Google, GitHub) -------------------------------------------------------
@@ -217,9 +235,9 @@ class Settings(BaseSettings):
     # A provider is offered (and the /auth/oauth routes exist) only when both its client id and
     # its secret are set.
     OAUTH_GOOGLE_CLIENT_ID: str | None = None
-    OAUTH_GOOGLE_CLIENT_SECRET: str | None = Field(default=None, repr=False)
+    OAUTH_GOOGLE_CLIENT_SECRET: SecretStr | None = None
     OAUTH_GITHUB_CLIENT_ID: str | None = None
-    OAUTH_GITHUB_CLIENT_SECRET: str | None = Field(default=None, repr=False)
+    OAUTH_GITHUB_CLIENT_SECRET: SecretStr | None = None
     # The providers' endpoints; tests point them at a fake provider.
     OAUTH_GOOGLE_AUTHORIZE_URL: str = "https://accounts.google.com/o/oauth2/v2/auth"
     OAUTH_GOOGLE_TOKEN_URL: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
@@ -238,7 +256,7 @@ class Settings(BaseSettings):
     ADMIN_NAME: str = "Admin"
     ADMIN_USERNAME: str | None = None
     ADMIN_EMAIL: str | None = None
-    ADMIN_PASSWORD: str | None = Field(default=None, repr=False)
+    ADMIN_PASSWORD: SecretStr | None = None
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -251,6 +269,24 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @property
+    def cache_redis(self) -> tuple[str, str | None] | None:
+        """(URL, password) of the cache's Redis (see CACHE_REDIS_URL), None when none is set.
+
+        A password inside the URL stays there; the second item is CACHE_REDIS_PASSWORD."""
+        if self.CACHE_REDIS_URL:
+            return self.CACHE_REDIS_URL, None
+        parts = (self.CACHE_REDIS_HOST, self.CACHE_REDIS_PORT, self.CACHE_REDIS_DB)
+        if any(part is not None for part in parts) or self.CACHE_REDIS_PASSWORD is not None:
+            host = self.CACHE_REDIS_HOST or "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host  # an IPv6 literal
+            address = f"redis://{host}:{self.CACHE_REDIS_PORT or 6379}/{self.CACHE_REDIS_DB or 0}"
+            password = self.CACHE_REDIS_PASSWORD
+            return address, password.get_secret_value() if password else None
+        if self.REDIS_URL:
+            return self.REDIS_URL, None
+        return None
 
     @property
     def max_concurrent_requests(self) -> int:

@@ -207,4 +207,6 @@ def pool_status() -> dict[str, int] | None:
     pool = get_engine().pool
     if not isinstance(pool, QueuePool):
         return None
-    return {"size": pool.size(), "checked_out": pool.checkedout(), "overflow": pool.overflow()}
+    # QueuePool.overflow() counts from -size (connections not opened yet): report 0 then.
+    overflow = max(pool.overflow(), 0)
+    return {"size": pool.size(), "checked_out": pool.checkedout(), "overflow": overflow}

@@ -19,7 +19,7 @@ def build_email_sender(config: Settings) -> EmailSender:
             port=config.SMTP_PORT,
             default_sender=config.EMAIL_FROM,
             username=config.SMTP_USERNAME,
-            password=config.SMTP_PASSWORD,
+            password=config.SMTP_PASSWORD.get_secret_value() if config.SMTP_PASSWORD else None,
             starttls=config.SMTP_STARTTLS and not implicit_tls,
             implicit_tls=implicit_tls,
             timeout=config.SMTP_TIMEOUT_SECONDS,

@@ -82,6 +82,31 @@ access_log: Any = None
 """The access log's logger (`access_log.info("request", ...)`); set by `configure_logging`."""
 
 
+class TaskOutageFilter(logging.Filter):
+    """A task that failed because a dependency is down (the database, a Redis) is logged as
+    one warning line, without a trace and without the SQL or its parameters: it is retried,
+    and the outage already shows in every request it fails. Other task failures keep their
+    trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from src.infrastructure.availability import is_unavailable
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not is_unavailable(exc):
+            return True
+        orig = getattr(exc, "orig", None) or exc
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+        record.msg = "task failed, a dependency is unavailable (retried if it can be): %s: %s"
+        record.args = (type(orig).__name__, reason)
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+TASK_FAILURE_LOGGER = "taskiq.receiver.receiver"
+
+
 def configure_logging() -> None:
     """Idempotent: safe to call from the app factory, the CLI and the worker."""
     as_json = settings.LOG_JSON
@@ -114,6 +139,9 @@ def configure_logging() -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    task_log = logging.getLogger(TASK_FAILURE_LOGGER)
+    task_log.filters = [f for f in task_log.filters if not isinstance(f, TaskOutageFilter)]
+    task_log.addFilter(TaskOutageFilter())
     # The access line comes from the app's own middleware (with route and request id).
     logging.getLogger("uvicorn.access").disabled = True
     global access_log

@@ -21,13 +21,17 @@ MIN_SECRET_LENGTH = 32
 class InsecureSettingsError(RuntimeError):
     """Raised when production settings fail validation; the message lists every problem."""
 
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("refusing to start:\n- " + "\n- ".join(problems))
+        self.problems = problems
+
 
 def find_problems(settings: Settings) -> list[str]:
     """Every reason these settings cannot work, or are unsafe for production."""
     problems = _inconsistencies(settings)
     if not settings.is_production:
         return problems
-    key = settings.SECRET_KEY
+    key = settings.SECRET_KEY.get_secret_value()
     if key in WEAK_SECRETS or len(key) < MIN_SECRET_LENGTH or len(set(key)) < 10:
         problems.append(
             f"SECRET_KEY is a default or weak value; use at least {MIN_SECRET_LENGTH} random "
@@ -42,10 +46,8 @@ def find_problems(settings: Settings) -> list[str]:
         problems.append("COOKIE_SECURE is false: session cookies would travel over plain http")
     if not settings.CSRF_ENABLED:
         problems.append("CSRF_ENABLED is false")
-    if settings.SESSION_BACKEND == "memory":
-        problems.append("SESSION_BACKEND=memory loses sessions on restart and between workers")
-    if settings.RATE_LIMIT_ENABLED and settings.RATE_LIMIT_STORAGE == "memory":
-        problems.append("RATE_LIMIT_STORAGE=memory counts per process; use redis in production")
+    if not settings.SINGLE_PROCESS:
+        problems += _per_process_state(settings)
     if not settings.RATE_LIMIT_ENABLED:
         problems.append("RATE_LIMIT_ENABLED is false: failed logins would not be throttled")
     if settings.EMAIL_BACKEND == "console":
@@ -59,6 +61,27 @@ def find_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _per_process_state(settings: Settings) -> list[str]:
+    """State that lives in one process: wrong as soon as there are two workers or hosts."""
+    found = []
+    if settings.is_sqlite:
+        found.append("DATABASE_URL is SQLite (a file on one host)")
+    if settings.SESSION_BACKEND == "memory":
+        found.append("SESSION_BACKEND=memory (sessions of one process, lost on restart)")
+    if settings.RATE_LIMIT_ENABLED and settings.RATE_LIMIT_STORAGE == "memory":
+        found.append("RATE_LIMIT_STORAGE=memory (limits counted per process)")
+    if settings.CACHE_ENABLED and settings.CACHE_BACKEND == "memory":
+        found.append("CACHE_BACKEND=memory (an invalidation reaches one process only)")
+    if settings.TASKIQ_BROKER == "memory":
+        found.append("TASKIQ_BROKER=memory (tasks run in the web process, lost on restart)")
+    if not found:
+        return []
+    return [
+        f"per-process state: {', '.join(found)}; use Postgres and Redis (or RabbitMQ for "
+        "tasks), or set SINGLE_PROCESS=true for a one-process deployment"
+    ]
+
+
 def _inconsistencies(settings: Settings) -> list[str]:
     """Settings that cannot work in any environment."""
     problems = []
@@ -69,6 +92,10 @@ def _inconsistencies(settings: Settings) -> list[str]:
     ]
     if redis_users and not settings.REDIS_URL:
         problems.append(f"{', '.join(redis_users)} set to redis but REDIS_URL is empty")
+    if settings.CACHE_ENABLED and settings.CACHE_BACKEND == "redis" and not settings.cache_redis:
+        problems.append(
+            "CACHE_BACKEND=redis but none of CACHE_REDIS_URL, CACHE_REDIS_HOST or REDIS_URL is set"
+        )
     for provider in ("GOOGLE", "GITHUB"):
         # Half a client is a typo, not a choice: the provider would silently not be offered.
         client_id = getattr(settings, f"OAUTH_{provider}_CLIENT_ID")
@@ -85,4 +112,4 @@ def validate_settings(settings: Settings) -> None:
     """Raise `InsecureSettingsError` when production settings are unsafe."""
     problems = find_problems(settings)
     if problems:
-        raise InsecureSettingsError("refusing to start:\n- " + "\n- ".join(problems))
+        raise InsecureSettingsError(problems)

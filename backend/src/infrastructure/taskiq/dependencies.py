@@ -20,6 +20,7 @@ Routes do not send tasks themselves: they write them to the outbox in their tran
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -28,17 +29,23 @@ from taskiq import TaskiqDepends
 
 from src.infrastructure.database.session import get_read_sessionmaker, get_sessionmaker
 
+# When a task raises, taskiq throws its exception into each of its dependencies; re-raised
+# there, it would be logged again (with its trace) as a "teardown" failure of every session.
+# The receiver logs the task's failure once; the sessions just close.
+
 
 async def task_session() -> AsyncIterator[AsyncSession]:
     """A session in a transaction: what the task does not commit is rolled back."""
     async with get_sessionmaker()() as session:
-        yield session
+        with contextlib.suppress(Exception):
+            yield session
 
 
 async def task_read_session() -> AsyncIterator[AsyncSession]:
     """An autocommit session for reads."""
     async with get_read_sessionmaker()() as session:
-        yield session
+        with contextlib.suppress(Exception):
+            yield session
 
 
 TaskDB = Annotated[AsyncSession, TaskiqDepends(task_session)]

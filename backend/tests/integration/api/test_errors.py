@@ -167,6 +167,7 @@ async def test_docs_are_off_in_production(monkeypatch):
     monkeypatch.setattr(settings, "REDIS_URL", "redis://:pw@redis:6379/0")
     monkeypatch.setattr(settings, "EMAIL_BACKEND", "smtp")
     monkeypatch.setattr(settings, "FRONTEND_URL", "https://app.example.com")
+    monkeypatch.setattr(settings, "SINGLE_PROCESS", True)  # the suite's in-process stores
     production = create_app()
     async with AsyncClient(transport=ASGITransport(app=production), base_url="http://t") as ac:
         for path in ("/docs", "/redoc", "/openapi.json"):

@@ -62,3 +62,17 @@ async def test_a_session_store_redis_that_is_down_is_a_503(client, monkeypatch):
     finally:
         session_stores._store.cache_clear()
     _assert_unavailable(response)
+
+
+def test_a_sqlite_write_lock_wait_that_timed_out_is_unavailable():
+    """SQLite's "database is locked" (busy_timeout ran out) is saturation: 503, not 500."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from src.infrastructure.availability import is_unavailable
+
+    locked = OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+    assert is_unavailable(locked)
+    other = OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: users"))
+    assert not is_unavailable(other)

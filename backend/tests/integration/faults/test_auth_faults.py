@@ -130,13 +130,14 @@ async def test_a_redis_session_store_that_dies_answers_503(
 
     assert {r.status_code for r in reads} == {503}
     assert all(r.headers["Retry-After"] for r in reads)
-    # One warning line per request, carrying its request id; no traceback anywhere.
-    # (The rate limiter, on the same dead Redis, says so once a minute: not per request.)
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert all(r.exc_info is None for r in warnings)
-    per_request = [r for r in warnings if r.name == "src.errors"]
-    assert len(per_request) == len(reads)
-    assert len(warnings) - len(per_request) <= 1
+    # One warning line per request, carrying its request id; no traceback anywhere. (The rate
+    # limiter shares this Redis: when its batched sync falls in the outage, it says once that
+    # it serves unlimited; that line is about the limiter, not these requests.)
+    problems = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "src.ratelimit"
+    ]
+    assert len(problems) == len(reads)
+    assert all(r.name == "src.errors" and r.exc_info is None for r in problems)
     ids = {r.headers["X-Request-ID"] for r in reads}
     assert len(ids) == len(reads)
     assert after.status_code == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from pydantic import SecretStr
 
 from src.infrastructure.config import settings
 from src.infrastructure.email import (
@@ -57,7 +58,7 @@ def test_the_settings_choose_the_sender():
                 "SMTP_HOST": "mail.example.com",
                 "SMTP_PORT": 587,
                 "SMTP_USERNAME": "user",
-                "SMTP_PASSWORD": "secret",
+                "SMTP_PASSWORD": SecretStr("secret"),
                 "SMTP_TIMEOUT_SECONDS": 3.0,
             }
         )

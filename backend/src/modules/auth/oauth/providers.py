@@ -154,7 +154,7 @@ def configured_providers() -> dict[str, Provider]:
         providers["google"] = Provider(
             name="google",
             client_id=settings.OAUTH_GOOGLE_CLIENT_ID,
-            client_secret=settings.OAUTH_GOOGLE_CLIENT_SECRET,
+            client_secret=settings.OAUTH_GOOGLE_CLIENT_SECRET.get_secret_value(),
             authorize_url=settings.OAUTH_GOOGLE_AUTHORIZE_URL,
             token_url=settings.OAUTH_GOOGLE_TOKEN_URL,
             scope="openid email profile",
@@ -167,7 +167,7 @@ def configured_providers() -> dict[str, Provider]:
         providers["github"] = Provider(
             name="github",
             client_id=settings.OAUTH_GITHUB_CLIENT_ID,
-            client_secret=settings.OAUTH_GITHUB_CLIENT_SECRET,
+            client_secret=settings.OAUTH_GITHUB_CLIENT_SECRET.get_secret_value(),
             authorize_url=settings.OAUTH_GITHUB_AUTHORIZE_URL,
             token_url=settings.OAUTH_GITHUB_TOKEN_URL,
             scope="read:user user:email",
