@@ -11,7 +11,6 @@ import secrets
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import hash_password, unusable_password_hash
@@ -31,7 +30,6 @@ from src.modules.common.schemas import PageParams, build_page
 from src.modules.common.transactions import commit_or_conflict
 from src.modules.tier.service import TierService
 from src.modules.user.crud import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE, crud_users
-from src.modules.user.models import User
 from src.modules.user.password_policy import enforce_password_policy
 from src.modules.user.schemas import (
     Email,
@@ -121,11 +119,13 @@ class UserService:
             tier_id=tier_id,
         )
         async with commit_or_conflict(db, _which_is_taken):
-            await crud_users.create(db, row, commit=False)  # flushed: a clash raises here
+            # Flushed and read back inside the transaction (a clash raises here): nothing is
+            # read after the commit, so a sign-up that committed is never answered 503.
+            created = await crud_users.create(db, row, commit=False, schema_to_select=UserRead)
+            assert isinstance(created, dict)
             if welcome_email:
-                user_id = await db.scalar(select(User.id).where(User.username == data.username))
-                await outbox.add(db, send_welcome_email, user_id)
-        return await self.get_by_username(username=data.username, db=db)
+                await outbox.add(db, send_welcome_email, created["id"])
+        return {key: created[key] for key in UserRead.model_fields}
 
     async def create_verified(
         self, *, email: str, username_hint: str, name: str | None, db: AsyncSession
