@@ -52,6 +52,7 @@ class WhoAmI(BaseModel):
     authenticated: bool
     user: UserRead | None = None
     session_id: str | None = None
+    via: Literal["session", "apikey"] | None = None
 
 
 class SessionRead(BaseModel):
