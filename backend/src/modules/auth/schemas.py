@@ -47,7 +47,7 @@ class MfaRequiredResponse(BaseModel):
 
 
 class WhoAmI(BaseModel):
-    """Who the caller is: anonymous, or a user through a session."""
+    """Who the caller is: anonymous, or a user through a session or an API key (`via`)."""
 
     authenticated: bool
     user: UserRead | None = None
