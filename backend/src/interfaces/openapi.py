@@ -7,7 +7,7 @@ process, on the first `/openapi.json`; never on an API request), each operation 
 statuses implied by how it is built, so they cannot drift from the code:
 
 - from the dependencies it declares (walked recursively, the `/api/v1` router's included):
-  `current_session`, `current_user` and friends: 401; `current_superuser`,
+  `current_session`, `current_user` and friends, `refuse_api_key`: 401; `current_superuser`,
   `current_verified_user`: 403; any session dependency on an unsafe method: 403 (CSRF);
   `enforce_rate_limit`: 429 with `Retry-After` and `X-RateLimit-*`;
 - from its parameters: a path parameter: 404 (nothing by that name or id); any parameter or
@@ -40,6 +40,7 @@ from src.modules.auth.dependencies import (
     current_user,
     current_verified_user,
     optional_session,
+    refuse_api_key,
 )
 from src.modules.common.schemas import ERROR_DESCRIPTIONS, ErrorResponse, error_response
 from src.modules.rate_limit.dependencies import enforce_rate_limit
@@ -49,6 +50,7 @@ ROUTE_TEMPLATE_MARK = "x-route-template"
 _SIGNED_IN = {current_session, current_user, current_superuser, current_verified_user}
 _SESSION = _SIGNED_IN | {optional_session}
 _NEEDS_MORE = {current_superuser, current_verified_user}
+_NO_API_KEY = {refuse_api_key}  # a session-only route without a session: 401 for a key
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -76,7 +78,7 @@ def implied_statuses(
     """The error statuses a route can answer because of how it is declared (see above)."""
     calls = set(_calls(dependant))
     statuses = {503}
-    if calls & _SIGNED_IN:
+    if calls & (_SIGNED_IN | _NO_API_KEY):
         statuses.add(401)
     if calls & _NEEDS_MORE or (calls & _SESSION and not methods <= SAFE_METHODS):
         statuses.add(403)

@@ -2,6 +2,7 @@
 the infrastructure's one table (`task_outbox`, the task outbox)."""
 
 from src.infrastructure.taskiq.outbox import TaskOutbox
+from src.modules.auth.apikeys.models import ApiKey
 from src.modules.auth.mfa.models import MfaCredential, MfaRecoveryCode
 from src.modules.auth.models import AccountToken, UserSession
 from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
@@ -11,6 +12,7 @@ from src.modules.user.models import User
 
 __all__ = [
     "AccountToken",
+    "ApiKey",
     "MfaCredential",
     "MfaRecoveryCode",
     "OAuthAccount",

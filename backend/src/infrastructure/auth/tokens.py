@@ -134,3 +134,13 @@ def unseal(purpose: str, value: str | None) -> tuple[dict[str, str], int] | None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in payload.items()):
         return None
     return payload, expires
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of an API key: keyed and bound to its purpose."""
+    return _mac("apikey", key)
+
+
+def api_key_matches(key: str, stored_hash: str) -> bool:
+    """Constant-time check of a key a client sent against its stored hash."""
+    return _same(hash_api_key(key), stored_hash)

@@ -3,6 +3,12 @@
 
 Resolving a session costs one query (session joined to its user). A request authenticated by the
 session cookie with an unsafe method must also pass the CSRF check.
+
+An `X-API-Key` header authenticates instead of the cookie (it wins when both are sent): one
+query (the key joined to its owner), a `Principal` with `via="apikey"`, no CSRF check (no
+cookie). `CurrentUser`, `SuperUser`, `VerifiedUser` and `OptionalSession` accept a key (an
+unsafe method needs its `write` scope); `CurrentSession` and `refuse_api_key` are session-only
+and answer a key with 401.
 """
 
 from __future__ import annotations
@@ -11,13 +17,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from src.infrastructure.auth.csrf import check_csrf
+from src.infrastructure.auth.client_ip import client_ip
+from src.infrastructure.auth.csrf import SAFE_METHODS, check_csrf
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
+from src.modules.auth.apikeys.scopes import WRITE
+from src.modules.auth.apikeys.service import resolve_api_key
 from src.modules.auth.sessions import Principal, SessionContext, get_session_store
 from src.modules.common.exceptions import CSRFError, ForbiddenError, NotAuthenticatedError
 
 _RESOLVED = "src.auth.session"  # request.scope key: the session resolved for this request
+API_KEY_HEADER = "x-api-key"
+SESSION_ONLY = "This route needs a signed-in session: API keys are not accepted here"
 
 
 async def resolve_session(request: Request, db: DBSession) -> SessionContext | None:
@@ -26,13 +37,20 @@ async def resolve_session(request: Request, db: DBSession) -> SessionContext | N
     For code that only needs to know the caller, such as the rate limiter, which runs before
     the route's own dependencies; routes use `optional_session` and the aliases below.
     """
+    api_key = request.headers.get(API_KEY_HEADER)
     token = request.cookies.get(settings.SESSION_COOKIE_NAME)
-    if not token:
+    if not token and api_key is None:
         return None
     if _RESOLVED in request.scope:
         resolved: SessionContext | None = request.scope[_RESOLVED]
         return resolved
-    context = await get_session_store().resolve(db, token)
+    context: SessionContext | None
+    if api_key is not None:
+        principal = await resolve_api_key(db, api_key, ip=client_ip(request))
+        # No session behind a key: empty session id and token.
+        context = None if principal is None else SessionContext("", "", principal)
+    else:
+        context = await get_session_store().resolve(db, token or "")
     request.scope[_RESOLVED] = context
     return context
 
@@ -40,7 +58,12 @@ async def resolve_session(request: Request, db: DBSession) -> SessionContext | N
 async def optional_session(request: Request, db: DBSession) -> SessionContext | None:
     """The caller's live session, or None for anonymous callers (and dead session cookies)."""
     context = await resolve_session(request, db)
-    if context is not None and not check_csrf(request, context.token):
+    if context is None:
+        return None
+    if context.principal.via == "apikey":
+        if request.method not in SAFE_METHODS and WRITE not in context.principal.scopes:
+            raise ForbiddenError(f"This API key lacks the {WRITE!r} scope")
+    elif not check_csrf(request, context.token):
         raise CSRFError()
     return context
 
@@ -49,7 +72,15 @@ async def optional_session(request: Request, db: DBSession) -> SessionContext | 
 # dependency tree is measurably cheaper on the hot path of every authenticated request.
 
 
+async def refuse_api_key(request: Request) -> None:
+    """For session-only routes that need no session (logout): 401 for an API key."""
+    if API_KEY_HEADER in request.headers:
+        raise NotAuthenticatedError(SESSION_ONLY)
+
+
 async def current_session(request: Request, db: DBSession) -> SessionContext:
+    """The caller's browser session: session-only, an API key is a 401."""
+    await refuse_api_key(request)
     context = await optional_session(request, db)
     if context is None:
         raise NotAuthenticatedError("Not authenticated: log in first (or the session expired)")
@@ -57,7 +88,13 @@ async def current_session(request: Request, db: DBSession) -> SessionContext:
 
 
 async def current_user(request: Request, db: DBSession) -> Principal:
-    return (await current_session(request, db)).principal
+    """The caller, through a session or an API key."""
+    context = await optional_session(request, db)
+    if context is None:
+        raise NotAuthenticatedError(
+            "Not authenticated: log in first (or the session expired), or send a live X-API-Key"
+        )
+    return context.principal
 
 
 async def current_superuser(request: Request, db: DBSession) -> Principal:

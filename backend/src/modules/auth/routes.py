@@ -20,7 +20,7 @@ from src.infrastructure.auth.cookies import (
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
 from src.modules.auth.account.routes import router as account_router
-from src.modules.auth.dependencies import CurrentSession, OptionalSession
+from src.modules.auth.dependencies import CurrentSession, OptionalSession, refuse_api_key
 from src.modules.auth.mfa.routes import router as mfa_router
 from src.modules.auth.oauth.providers import configured_providers
 from src.modules.auth.oauth.routes import router as oauth_router
@@ -126,9 +126,14 @@ async def login(
     return {"user": result.principal.profile(), "session_expires_at": result.expires_at}
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(refuse_api_key)],
+)
 async def logout(request: Request, response: Response, db: DBSession) -> None:
-    """End this browser's session on the server and clear the cookie. Needs no CSRF header."""
+    """End this browser's session on the server and clear the cookie. Needs no CSRF header.
+    Session-only: 401 for an API key (revoke a key through `/api/v1/api-keys`)."""
     await AuthService().logout(token=request.cookies.get(settings.SESSION_COOKIE_NAME), db=db)
     clear_session_cookie(response)
     set_csrf_cookie(response, None)
@@ -142,7 +147,8 @@ async def me(context: OptionalSession) -> dict[str, object]:
     return {
         "authenticated": True,
         "user": context.principal.profile(),
-        "session_id": context.session_id,
+        "session_id": context.session_id or None,  # None through an API key
+        "via": context.principal.via,
     }
 
 

@@ -47,11 +47,12 @@ class MfaRequiredResponse(BaseModel):
 
 
 class WhoAmI(BaseModel):
-    """Who the caller is: anonymous, or a user through a session."""
+    """Who the caller is: anonymous, or a user through a session or an API key (`via`)."""
 
     authenticated: bool
     user: UserRead | None = None
     session_id: str | None = None
+    via: Literal["session", "apikey"] | None = None
 
 
 class SessionRead(BaseModel):

@@ -69,6 +69,12 @@ EXPECTED = {
     ("post", "/api/v1/auth/email/verify-confirm"): {400, 413, 422, 429},
     ("post", "/api/v1/auth/change-password"): {400, 401, 403, 413, 422, 429},
     ("get", "/api/v1/auth/me"): {429},
+    ("post", "/api/v1/auth/logout"): {401, 429},  # session-only: 401 for an API key
+    ("post", "/api/v1/api-keys"): {400, 401, 403, 413, 422, 429},
+    ("get", "/api/v1/api-keys"): {401, 422, 429},
+    ("get", "/api/v1/api-keys/{key_id}"): {401, 404, 422, 429},
+    ("patch", "/api/v1/api-keys/{key_id}"): {400, 401, 403, 404, 409, 413, 422, 429},
+    ("delete", "/api/v1/api-keys/{key_id}"): {401, 403, 404, 422, 429},
     ("get", "/health"): set(),
 }
 

@@ -242,6 +242,7 @@ async def test_the_password_of_an_mfa_account_opens_no_session(client, db_sessio
         "authenticated": False,
         "user": None,
         "session_id": None,
+        "via": None,
     }
 
 
