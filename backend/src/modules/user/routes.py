@@ -77,9 +77,10 @@ async def update_user(
 
 
 @router.delete("/{username}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(username: str, user: CurrentUser, db: DBSession) -> None:
-    """Soft-delete your own account (superusers: anyone's); its sessions end."""
-    await UserService().delete(username=username, actor=user, db=db)
+async def delete_user(username: str, context: CurrentSession, db: DBSession) -> None:
+    """Soft-delete your own account (superusers: anyone's); its sessions end. Session only:
+    an API key cannot delete an account (401)."""
+    await UserService().delete(username=username, actor=context.principal, db=db)
 
 
 @router.patch("/{username}/tier", response_model=UserRead)

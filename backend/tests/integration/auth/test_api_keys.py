@@ -73,20 +73,27 @@ async def test_a_key_authenticates_as_its_owner_without_csrf(client, plain_clien
     assert whoami["via"] == "apikey"
     assert whoami["session_id"] is None
     assert (await client.get(WHOAMI)).json()["via"] == "session"
-    # An unsafe method, no cookie, no CSRF header: the key's `write` scope is what counts.
-    deleted = await plain_client.delete(
-        f"/api/v1/users/{owner['username']}", headers=with_key(created["key"])
-    )
+    # Its owner deleted (by a session: a key cannot delete an account), the key is dead.
+    deleted = await client.delete(f"/api/v1/users/{owner['username']}")
     assert deleted.status_code == 204, deleted.text
-    # Its owner deleted, the key is dead.
     assert (await plain_client.get(ME, headers=with_key(created["key"]))).status_code == 401
 
 
-async def test_a_read_key_cannot_use_unsafe_methods(client, plain_client, owner):
-    created = await make_key(client)
-    refused = await plain_client.delete(
-        f"/api/v1/users/{owner['username']}", headers=with_key(created["key"])
+async def test_a_write_key_uses_unsafe_methods_without_csrf_a_read_key_cannot(
+    superuser_client, plain_client
+):
+    writer = await make_key(superuser_client, name="writer", scopes=["read", "write"])
+    reader = await make_key(superuser_client, name="reader")
+
+    # No cookie, no CSRF header: the key's `write` scope is what counts.
+    made = await plain_client.post(
+        "/api/v1/tiers", json={"name": "keyed"}, headers=with_key(writer["key"])
     )
+    refused = await plain_client.post(
+        "/api/v1/tiers", json={"name": "refused"}, headers=with_key(reader["key"])
+    )
+
+    assert made.status_code == 201, made.text
     assert refused.status_code == 403
     assert "write" in refused.json()["detail"]
 
@@ -175,6 +182,7 @@ async def test_session_only_routes_refuse_keys(client, plain_client, owner):
         ("get", "/api/v1/auth/sessions", None),
         ("get", "/api/v1/auth/mfa", None),
         ("post", "/api/v1/auth/mfa/enroll", {"password": DEFAULT_PASSWORD}),
+        ("delete", f"/api/v1/users/{owner['username']}", None),
     ):
         kwargs: dict[str, Any] = {"headers": headers}
         if body is not None:
