@@ -121,8 +121,9 @@ class UserService:
         async with commit_or_conflict(db, _which_is_taken):
             # Flushed and read back inside the transaction (a clash raises here): nothing is
             # read after the commit, so a sign-up that committed is never answered 503.
-            created = await crud_users.create(db, row, commit=False, schema_to_select=UserRead)
-            assert isinstance(created, dict)
+            created: dict[str, Any] = await crud_users.create(
+                db, row, commit=False, schema_to_select=UserRead
+            )  # a dict of every column (`schema_to_select` without `return_as_model`)
             if welcome_email:
                 await outbox.add(db, send_welcome_email, created["id"])
         return {key: created[key] for key in UserRead.model_fields}

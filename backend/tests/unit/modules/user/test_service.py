@@ -63,14 +63,25 @@ async def test_create_refuses_a_taken_username(mocker):
 async def test_create_stores_a_hash_never_the_password(mocker):
     mock_crud = mocker.patch("src.modules.user.service.crud_users")
     mock_crud.exists = AsyncMock(return_value=False)
-    mock_crud.create = AsyncMock()
-    mock_crud.get = AsyncMock(return_value={"id": 7, "username": "alice"})
+    stored = {
+        "id": 7,
+        "name": "Alice",
+        "username": "alice",
+        "email": "alice@example.com",
+        "is_superuser": False,
+        "tier_id": 3,
+        "is_verified": False,
+        "created_at": "2026-01-01T00:00:00Z",
+        "hashed_password": "$argon2id$...",
+    }
+    mock_crud.create = AsyncMock(return_value=stored)
     mocker.patch("src.modules.user.service.TierService.ensure_default", AsyncMock(return_value=3))
     db = AsyncMock()
 
     user = await UserService().create(payload=PAYLOAD, db=db)
 
-    assert user == {"id": 7, "username": "alice"}
+    assert user["id"] == 7
+    assert "hashed_password" not in user  # only what UserRead shows
     row = mock_crud.create.await_args.args[1]
     assert row.username == "alice"
     assert row.email == "alice@example.com"
