@@ -6,13 +6,15 @@ already set the same header.
 
 from __future__ import annotations
 
-# The API answers JSON only; the docs pages load Swagger/ReDoc assets from their CDN.
+# The API answers JSON only; the docs pages load the Swagger UI and ReDoc assets the app
+# serves itself (`src/interfaces/docs.py`): no other origin, and no inline script unless the
+# page allows its own by hash (`docs_csp`). Inline styles stay: both UIs set them at run time.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_DOCS_SCRIPT_SRC = "script-src 'self'"
 DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "worker-src 'self' blob:; frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    f"{_DOCS_SCRIPT_SRC}; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+    "frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs", "/redoc", "/admin")
 HSTS = "max-age=63072000; includeSubDomains"
@@ -29,6 +31,11 @@ def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
     if hsts:
         headers.append((b"strict-transport-security", HSTS.encode()))
     return headers
+
+
+def docs_csp(script_sources: list[str]) -> str:
+    """The docs CSP that also lets these scripts run (e.g. `'sha256-...'` of an inline one)."""
+    return DOCS_CSP.replace(_DOCS_SCRIPT_SRC, " ".join([_DOCS_SCRIPT_SRC, *script_sources]), 1)
 
 
 def content_security_policy(path: str) -> bytes:

@@ -155,6 +155,33 @@ async def test_docs_page_echoes_the_csrf_cookie_for_try_it_out(client):
 
 
 @pytest.mark.integration
+async def test_docs_pages_load_only_assets_the_app_serves(client):
+    import re
+
+    expected = {
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".png": "image/png",
+    }
+    for path in ("/docs", "/redoc"):
+        page = await client.get(path)
+        assert page.status_code == 200
+        csp = page.headers["content-security-policy"]
+        assert "http" not in csp  # no other origin
+        directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+        assert "'unsafe-inline'" not in directives["script-src"]
+        urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert urls, page.text
+        for url in urls:
+            assert url.startswith("/docs/static/"), url  # same origin, nothing from a CDN
+            asset = await client.get(url)
+            assert asset.status_code == 200, url
+            suffix = url[url.rindex(".") :]
+            assert asset.headers["content-type"].startswith(expected[suffix]), url
+            assert len(asset.content) > 1000, url
+
+
+@pytest.mark.integration
 async def test_docs_are_off_in_production(monkeypatch):
     from src.infrastructure.config import Environment
     from src.interfaces.main import create_app
@@ -170,7 +197,7 @@ async def test_docs_are_off_in_production(monkeypatch):
     monkeypatch.setattr(settings, "SINGLE_PROCESS", True)  # the suite's in-process stores
     production = create_app()
     async with AsyncClient(transport=ASGITransport(app=production), base_url="http://t") as ac:
-        for path in ("/docs", "/redoc", "/openapi.json"):
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs/static/swagger-ui.css"):
             assert (await ac.get(path)).status_code == 404
         assert (await ac.get("/health")).status_code == 200
 
