@@ -18,6 +18,13 @@ statuses implied by how it is built, so they cannot drift from the code:
 - from the edge: a request body: 413; every operation: 503 with `Retry-After` (the admission
   queue, a database or Redis that is down).
 
+Each operation also gets its `security`, from the same dependencies: the `sessionCookie` scheme
+(apiKey in the session cookie; unsafe methods also need `X-CSRF-Token`) where a session is
+accepted, the `apiKey` scheme (apiKey in the `X-API-Key` header) where a key is accepted too
+(`current_user` and friends, `optional_session`, but not `current_session` or
+`refuse_api_key`), and the empty requirement where anonymous callers are served as well
+(`optional_session`).
+
 Each added status uses `ErrorResponse`; a status the route documented itself is kept as it is.
 A string property marked `x-route-template` (a rate-limit rule's `path`) gets the `enum` of
 the API's route templates, which is what the server accepts.
@@ -33,6 +40,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from src.infrastructure.auth.csrf import SAFE_METHODS
+from src.infrastructure.config import settings
 from src.infrastructure.route_templates import all_route_templates
 from src.modules.auth.dependencies import (
     current_session,
@@ -51,6 +59,41 @@ _SIGNED_IN = {current_session, current_user, current_superuser, current_verified
 _SESSION = _SIGNED_IN | {optional_session}
 _NEEDS_MORE = {current_superuser, current_verified_user}
 _NO_API_KEY = {refuse_api_key}  # a session-only route without a session: 401 for a key
+_SESSION_ONLY = {current_session, refuse_api_key}
+API_KEY_SCHEME = "apiKey"
+SESSION_SCHEME = "sessionCookie"
+
+
+def security_schemes() -> dict[str, dict[str, str]]:
+    return {
+        API_KEY_SCHEME: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key (`POST /api/v1/api-keys`); its scopes apply.",
+        },
+        SESSION_SCHEME: {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "The session cookie set by `POST /api/v1/auth/login`; unsafe "
+            f"methods also send `{settings.CSRF_HEADER_NAME}` (the `{settings.CSRF_COOKIE_NAME}` "
+            "cookie's value).",
+        },
+    }
+
+
+def security_requirements(dependant: Dependant) -> list[dict[str, list[str]]] | None:
+    """How a route authenticates (see above); None for routes that take no credentials."""
+    calls = set(_calls(dependant))
+    if not calls & _SESSION:
+        return None
+    requirements: list[dict[str, list[str]]] = [{SESSION_SCHEME: []}]
+    if not calls & _SESSION_ONLY:
+        requirements.insert(0, {API_KEY_SCHEME: []})
+    if not calls & _SIGNED_IN:
+        requirements.append({})  # optional_session alone: anonymous callers too
+    return requirements
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -145,10 +188,14 @@ def document(app: FastAPI, schema: dict[str, Any]) -> None:
             parsed_body=context.body_field is not None,
             path_params=_params(dependant, "path"),
         )
+        security = security_requirements(dependant)
         for method in context.methods or ():
             operation = operations.get(method.lower())
             if operation is not None:
                 _document_operation(operation, statuses)
+                if security is not None:
+                    operation.setdefault("security", security)
+    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(security_schemes())
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name, definition in (
         ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -182,4 +229,11 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["ERROR_DESCRIPTIONS", "document", "implied_statuses", "install_openapi"]
+__all__ = [
+    "ERROR_DESCRIPTIONS",
+    "document",
+    "implied_statuses",
+    "install_openapi",
+    "security_requirements",
+    "security_schemes",
+]

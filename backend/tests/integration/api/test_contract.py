@@ -239,3 +239,31 @@ async def test_tier_names_are_checked_as_the_schema_says(superuser_client, name,
     assert response.status_code == status, response.text
     if status == 201:
         assert response.json()["name"] == name.strip()
+
+
+def test_the_routes_say_how_to_authenticate():
+    """`X-API-Key` where a key is accepted, the session cookie where a session is; a
+    session-only route (managing keys) does not list the key."""
+    schema = fastapi_app.openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["apiKey"] | {"description": ""} == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "",
+    }
+    assert (schemes["sessionCookie"]["in"], schemes["sessionCookie"]["name"]) == (
+        "cookie",
+        "session",
+    )
+    paths = schema["paths"]
+    assert paths["/api/v1/users/me"]["get"]["security"] == [{"apiKey": []}, {"sessionCookie": []}]
+    assert paths["/api/v1/auth/me"]["get"]["security"] == [
+        {"apiKey": []},
+        {"sessionCookie": []},
+        {},  # anonymous callers are answered too
+    ]
+    for method in ("get", "post"):
+        assert paths["/api/v1/api-keys"][method]["security"] == [{"sessionCookie": []}]
+    assert "security" not in paths["/api/v1/auth/login"]["post"]
+    assert "security" not in paths["/health"]["get"]
