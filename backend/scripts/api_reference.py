@@ -53,11 +53,17 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
     return schema
 
 
+def _one_of(values: list[Any]) -> str:
+    if len(values) > 8:  # route templates: the list is in /openapi.json
+        return "one of " + ", ".join(f"`{v}`" for v in values[:3]) + f", ... ({len(values)} values)"
+    return "one of " + ", ".join(f"`{value}`" for value in values)
+
+
 def type_of(document: dict[str, Any], schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         target = _resolve(document, schema)
         if "enum" in target:
-            return "one of " + ", ".join(f"`{value}`" for value in target["enum"])
+            return _one_of(target["enum"])
         return str(target.get("title", "object"))
     if "anyOf" in schema:
         kinds = [type_of(document, option) for option in schema["anyOf"]]
@@ -65,7 +71,7 @@ def type_of(document: dict[str, Any], schema: dict[str, Any]) -> str:
             " or null" if "null" in kinds else ""
         )
     if "enum" in schema:
-        return "one of " + ", ".join(f"`{value}`" for value in schema["enum"])
+        return _one_of(schema["enum"])
     kind = str(schema.get("type", "any"))
     if kind == "array":
         return f"list of {type_of(document, schema.get('items', {}))}"
