@@ -106,6 +106,7 @@ def unreachable_message(url: URL, error: BaseException) -> str:
     return (
         f"The integration tests need the database at {shown}, which did not answer "
         f"({type(error).__name__}: {error}).\n"
-        "Start Postgres (see docs/testing.md), point TEST_DATABASE_URL at one, or run on the embedded "
-        "profile with TEST_DATABASE_URL=sqlite+aiosqlite:// . Unit tests alone: pytest -m unit"
+        "Start Postgres (see docs/testing.md), point TEST_DATABASE_URL at one, or run on the "
+        "embedded profile with TEST_DATABASE_URL=sqlite+aiosqlite:// . Unit tests alone: "
+        "pytest -m unit"
     )

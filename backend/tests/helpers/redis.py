@@ -98,6 +98,7 @@ async def flush(url: str) -> None:
 def unreachable_message(url: str, error: BaseException) -> str:
     return (
         f"The Redis tests need the server at {url}, which did not answer "
-        f"({type(error).__name__}: {error}). Start Redis (see docs/testing.md) or point TEST_REDIS_URL "
-        "at one. The embedded profile (TEST_DATABASE_URL=sqlite+aiosqlite://) needs no Redis."
+        f"({type(error).__name__}: {error}). Start Redis (see docs/testing.md) or point "
+        "TEST_REDIS_URL at one. The embedded profile (TEST_DATABASE_URL=sqlite+aiosqlite://) "
+        "needs no Redis."
     )
