@@ -10,6 +10,12 @@ description) with an example body, and its statuses. The document is built in th
 with both OAuth providers configured (their routes exist only then) and `.env` ignored, so the
 page does not depend on the machine. `tests/unit/docs/test_api_reference.py` runs `--check`,
 so a route or schema changed without regenerating fails CI.
+
+Why Markdown generated here rather than an mkdocs OpenAPI plugin (neoteroi-mkdocs,
+mkdocs-swagger-ui-tag): the page must read as plain Markdown in the repository too (the README
+links to it), it must state who may call each route in this app's terms (session + CSRF or API
+key, from our security schemes), and a plugin would still need the document exported and
+checked for staleness. Swagger UI and ReDoc are served by the app itself (`/docs`, `/redoc`).
 """
 
 from __future__ import annotations

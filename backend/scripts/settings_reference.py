@@ -8,6 +8,11 @@ and `Field(description=...)` (a field without a description is an error), groupe
 `# --- section ---` comments of that file. Secrets (`SecretStr`) never show their default.
 `tests/unit/test_settings_reference.py` runs `--check` in the suite, so a setting added,
 renamed or re-documented without regenerating fails CI.
+
+Hand-written rather than settings-doc (PyPI), which renders a `BaseSettings` class through
+Jinja templates of its own: the grouping by the source's section comments, the table layout,
+the masking of secret defaults and the `--check` mode would each have needed custom templates
+and a wrapper, which is most of these few functions over `model_fields`.
 """
 
 from __future__ import annotations
