@@ -148,9 +148,11 @@ async def test_concurrent_misses_in_several_processes_compute_once(redis):
 async def test_a_late_store_of_an_old_value_is_never_served(redis):
     source = Source()
     gate = asyncio.Event()
+    loading = asyncio.Event()
 
     async def slow_old_read() -> dict[str, Any]:
         value = source.value
+        loading.set()
         await gate.wait()
         return {"value": value}
 
@@ -159,7 +161,7 @@ async def test_a_late_store_of_an_old_value_is_never_served(redis):
         return await slow_old_read() if not gate.is_set() else await source.read(0)
 
     stale_reader = asyncio.create_task(read())
-    await asyncio.sleep(0.05)
+    await loading.wait()  # the old value is read (an event, not a sleep: CI machines are busy)
     source.value = "v2"
     await invalidate("item")  # the write committed while the old value was being loaded
     gate.set()
