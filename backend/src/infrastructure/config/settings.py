@@ -177,6 +177,12 @@ class Settings(BaseSettings):
     # request wakes it, so a task reaches the broker within milliseconds.
     OUTBOX_RELAY_IN_API: bool = True
 
+    # --- audit log ---------------------------------------------------------------------------
+    # Security events (`audit_events`, docs/audit.md) are kept this many days, then pruned by
+    # the daily `audit.prune_events` task, this many rows per transaction.
+    AUDIT_RETENTION_DAYS: int = Field(default=365, ge=1)
+    AUDIT_PRUNE_BATCH_SIZE: int = Field(default=1000, ge=1, le=100_000)
+
     # --- email -------------------------------------------------------------------------------
     # console: log the message (development); smtp: send through SMTP_*.
     EMAIL_BACKEND: Literal["console", "smtp"] = "console"

@@ -68,6 +68,7 @@ from src.infrastructure.auth.tokens import (
     unseal,
 )
 from src.infrastructure.database.models import utcnow
+from src.modules.audit.context import SYSTEM, AuditContext
 from src.modules.auth.mfa.service import remove_mfa
 from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
 from src.modules.auth.oauth.providers import Identity, Provider, ProviderResponseError, client
@@ -137,6 +138,7 @@ class Caller:
     user_agent: str | None = None
     session_token: str | None = None  # its current session cookie, ended by the sign-in
     device_token: str | None = None
+    audit: AuditContext = SYSTEM  # the request, for the audit log
 
 
 class OAuthService:
@@ -188,6 +190,8 @@ class OAuthService:
             login = await AuthService().sign_in(
                 db,
                 user=user,
+                audit=caller.audit,
+                method=f"oauth:{provider.name}",
                 ip_address=caller.ip_address,
                 user_agent=caller.user_agent,
                 previous_token=caller.session_token,
