@@ -18,6 +18,7 @@ class AuditKind(StrEnum):
     LOGOUT = "auth.logout"
     LOGOUT_ALL = "auth.logout_all"
     SESSION_REVOKED = "auth.session_revoked"
+    OAUTH_LINKED = "auth.oauth_linked"  # an identity linked to a new or existing account
     # credentials and the account's address
     PASSWORD_CHANGED = "password.changed"  # noqa: S105 - an event kind
     PASSWORD_RESET = "password.reset"  # noqa: S105 - an event kind

@@ -21,6 +21,23 @@ async def test_an_oauth_sign_in_is_recorded(web, at_provider):
 
     async with get_sessionmaker()() as db:
         [event] = await events(db, "auth.login.succeeded")
+        [linked] = await events(db, "auth.oauth_linked")
+    assert linked.data == {"provider": "google", "new_user": True, "claimed_unverified": False}
+    assert (linked.actor_id, linked.target_user_id, linked.request_id) == (
+        me["id"],
+        me["id"],
+        event.request_id,
+    )
     assert event.data == {"method": "oauth:google"}
     assert (event.actor_id, event.target_user_id, event.ip) == (me["id"], me["id"], CLIENT_IP)
     assert event.request_id
+
+
+async def test_taking_over_an_unverified_account_is_recorded(web, at_provider, db_engine):
+    squatter = await oauth.password_user(db_engine, email="ada@example.com", verified=False)
+    assert (await oauth.sign_in(web, at_provider, "google")).status_code == 303
+
+    async with get_sessionmaker()() as db:
+        [linked] = await events(db, "auth.oauth_linked")
+    assert linked.target_user_id == squatter["id"]
+    assert linked.data == {"provider": "google", "new_user": False, "claimed_unverified": True}
