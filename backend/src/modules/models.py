@@ -2,6 +2,7 @@
 the infrastructure's one table (`task_outbox`, the task outbox)."""
 
 from src.infrastructure.taskiq.outbox import TaskOutbox
+from src.modules.audit.models import AuditEvent
 from src.modules.auth.apikeys.models import ApiKey
 from src.modules.auth.mfa.models import MfaCredential, MfaRecoveryCode
 from src.modules.auth.models import AccountToken, UserSession
@@ -13,6 +14,7 @@ from src.modules.user.models import User
 __all__ = [
     "AccountToken",
     "ApiKey",
+    "AuditEvent",
     "MfaCredential",
     "MfaRecoveryCode",
     "OAuthAccount",

@@ -329,6 +329,16 @@ class Settings(BaseSettings):
         "commit of a request wakes it, so a task reaches the broker within milliseconds.",
     )
 
+    # --- audit log ---------------------------------------------------------------------------
+    # Security events (`audit_events`, docs/audit.md) are kept this many days, then pruned by
+    # the daily `audit.prune_events` task, this many rows per transaction.
+    AUDIT_RETENTION_DAYS: int = Field(
+        default=365, ge=1, description="Audit events older than this many days are pruned daily."
+    )
+    AUDIT_PRUNE_BATCH_SIZE: int = Field(
+        default=1000, ge=1, le=100_000, description="Rows deleted per transaction by the prune."
+    )
+
     # --- email -------------------------------------------------------------------------------
     EMAIL_BACKEND: Literal["console", "smtp"] = Field(
         "console", description="console writes messages to the log; smtp sends them (SMTP_*)."

@@ -55,6 +55,13 @@ async def resolve_session(request: Request, db: DBSession) -> SessionContext | N
     return context
 
 
+def resolved_caller_id(request: Request) -> int | None:
+    """The id of the caller this request's dependencies already resolved, or None: a look at
+    the request, never a lookup (the audit log's actor)."""
+    resolved: SessionContext | None = request.scope.get(_RESOLVED)
+    return resolved.principal.id if resolved is not None else None
+
+
 async def optional_session(request: Request, db: DBSession) -> SessionContext | None:
     """The caller's live session, or None for anonymous callers (and dead session cookies)."""
     context = await resolve_session(request, db)

@@ -19,6 +19,7 @@ from src.infrastructure.auth.cookies import (
 )
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.account.routes import router as account_router
 from src.modules.auth.dependencies import CurrentSession, OptionalSession, refuse_api_key
 from src.modules.auth.mfa.routes import router as mfa_router
@@ -91,6 +92,7 @@ async def login(
     response: Response,
     credentials: Annotated[LoginRequest, Depends(login_credentials)],
     db: DBSession,
+    audit: Audit,
 ) -> dict[str, object]:
     """Sign in with username (or email) and password.
 
@@ -109,6 +111,7 @@ async def login(
         identifier=credentials.username,
         password=credentials.password,
         db=db,
+        audit=audit,
         ip_address=client_ip(request),
         user_agent=request.headers.get("user-agent"),
         previous_token=request.cookies.get(settings.SESSION_COOKIE_NAME),
@@ -131,10 +134,12 @@ async def login(
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(refuse_api_key)],
 )
-async def logout(request: Request, response: Response, db: DBSession) -> None:
+async def logout(request: Request, response: Response, db: DBSession, audit: Audit) -> None:
     """End this browser's session on the server and clear the cookie. Needs no CSRF header.
     Session-only: 401 for an API key (revoke a key through `/api/v1/api-keys`)."""
-    await AuthService().logout(token=request.cookies.get(settings.SESSION_COOKIE_NAME), db=db)
+    await AuthService().logout(
+        token=request.cookies.get(settings.SESSION_COOKIE_NAME), db=db, audit=audit
+    )
     clear_session_cookie(response)
     set_csrf_cookie(response, None)
 
@@ -153,9 +158,11 @@ async def me(context: OptionalSession) -> dict[str, object]:
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
-async def logout_all(context: CurrentSession, response: Response, db: DBSession) -> None:
+async def logout_all(
+    context: CurrentSession, response: Response, db: DBSession, audit: Audit
+) -> None:
     """End every session of the current user, this one included."""
-    await AuthService().logout_all(user_id=context.principal.id, db=db)
+    await AuthService().logout_all(user_id=context.principal.id, db=db, audit=audit)
     clear_session_cookie(response)
     set_csrf_cookie(response, None)
 
@@ -170,10 +177,12 @@ async def list_sessions(context: CurrentSession, db: DBSession) -> list[dict[str
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_session(
-    session_id: str, context: CurrentSession, response: Response, db: DBSession
+    session_id: str, context: CurrentSession, response: Response, db: DBSession, audit: Audit
 ) -> None:
     """End one of the current user's sessions (404 for anyone else's)."""
-    await AuthService().revoke_session(session_id=session_id, user_id=context.principal.id, db=db)
+    await AuthService().revoke_session(
+        session_id=session_id, user_id=context.principal.id, db=db, audit=audit
+    )
     if session_id == context.session_id:
         clear_session_cookie(response)
         set_csrf_cookie(response, None)

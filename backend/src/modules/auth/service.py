@@ -18,14 +18,21 @@ from src.infrastructure.auth.passwords import verify_password
 from src.infrastructure.auth.tokens import new_device_token, read_device_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
+from src.modules.audit.context import AuditContext
+from src.modules.audit.kinds import AuditKind, LoginFailure, Outcome, TargetType
+from src.modules.audit.service import Target, record
 from src.modules.auth import tokens
-from src.modules.auth.mfa.service import lock_account, prove, use_code
+from src.modules.auth.mfa.service import is_recovery_code, lock_account, prove, use_code
 from src.modules.auth.schemas import normalise_identifier
 from src.modules.auth.sessions import Principal, get_session_store
 from src.modules.auth.sessions.base import PRINCIPAL_FIELDS
 from src.modules.auth.throttle import Attempt, account_key, attempt_for_account, login_throttle
 from src.modules.auth.tokens import Purpose
-from src.modules.common.exceptions import NotAuthenticatedError, ResourceNotFoundError
+from src.modules.common.exceptions import (
+    NotAuthenticatedError,
+    RateLimitedError,
+    ResourceNotFoundError,
+)
 from src.modules.user.crud import crud_users
 from src.modules.user.models import User
 
@@ -56,6 +63,29 @@ class MfaRequired:
 SignInResult = LoginResult | MfaRequired
 
 
+async def login_failed(
+    db: AsyncSession,
+    audit: AuditContext,
+    reason: LoginFailure,
+    *,
+    user_id: int | None,
+    method: str,
+) -> None:
+    """Record a failed sign-in and commit it alone: the request answers 401 (or 429), but the
+    attempt is on record. Nothing else of the request may be pending in `db`."""
+    record(
+        db,
+        AuditKind.LOGIN_FAILED,
+        audit,
+        target=Target.user(user_id) if user_id is not None else None,
+        actor_id=None,
+        reason=reason,
+        outcome=Outcome.FAILURE,
+        data={"method": method},
+    )
+    await db.commit()
+
+
 def needs_second_factor(user: dict[str, Any]) -> bool:
     """Whether `user` (a full `users` row) must prove a second factor before a session opens.
     A row without the column is an error, never a way around the gate."""
@@ -69,6 +99,7 @@ class AuthService:
         identifier: str,
         password: str,
         db: AsyncSession,
+        audit: AuditContext,
         ip_address: str | None = None,
         user_agent: str | None = None,
         previous_token: str | None = None,
@@ -79,15 +110,21 @@ class AuthService:
         Unknown and deleted users cost the same argon2 work and the same throttling as real
         ones. For an account with MFA on, the right password is not yet a success: the
         throttle's counters are cleared only once the code is right too.
+
+        Every failure is on the audit log (committed before the refusal) with its reason; a
+        deleted account fails exactly as an unknown one, but is recorded as `inactive`.
         """
         identifier = normalise_identifier(identifier)
         if "@" in identifier:
-            row = await crud_users.get(db, email=identifier, is_deleted=False)
+            row = await crud_users.get(db, email=identifier)
         else:
-            row = await crud_users.get(db, username=identifier, is_deleted=False)
+            row = await crud_users.get(db, username=identifier)
         # Nothing written yet: end the read's transaction, so its pooled connection goes back
         # while the throttle is asked and the password is hashed.
         await db.commit()
+        deleted_id: int | None = None
+        if row is not None and row["is_deleted"]:
+            deleted_id, row = row["id"], None  # signs in as nobody
         user_id: int | None = row["id"] if row else None
         device = read_device_token(device_token)
         attempt = Attempt(
@@ -97,9 +134,26 @@ class AuthService:
         )
         throttled = login_throttle.enabled
         if throttled:
-            await login_throttle.check(attempt)
+            try:
+                await login_throttle.check(attempt)
+            except RateLimitedError:
+                await login_failed(
+                    db,
+                    audit,
+                    LoginFailure.THROTTLED,
+                    user_id=user_id or deleted_id,
+                    method="password",
+                )
+                raise
         valid, new_hash = await verify_password(password, row["hashed_password"] if row else None)
         if row is None or not valid:
+            if row is not None:
+                reason, failed_id = LoginFailure.BAD_PASSWORD, user_id
+            elif deleted_id is not None:
+                reason, failed_id = LoginFailure.INACTIVE, deleted_id
+            else:
+                reason, failed_id = LoginFailure.UNKNOWN_ACCOUNT, None
+            await login_failed(db, audit, reason, user_id=failed_id, method="password")
             if throttled:
                 await login_throttle.record_failure(attempt)
             raise NotAuthenticatedError(BAD_CREDENTIALS)
@@ -112,6 +166,8 @@ class AuthService:
         return await self.sign_in(
             db,
             user=row,
+            audit=audit,
+            method="password",
             ip_address=ip_address,
             user_agent=user_agent,
             previous_token=previous_token,
@@ -123,6 +179,8 @@ class AuthService:
         db: AsyncSession,
         *,
         user: dict[str, Any],
+        audit: AuditContext,
+        method: str,
         ip_address: str | None = None,
         user_agent: str | None = None,
         previous_token: str | None = None,
@@ -142,6 +200,16 @@ class AuthService:
                 purpose=Purpose.MFA_LOGIN,
                 ttl_seconds=settings.MFA_PENDING_TTL_SECONDS,
             )
+            record(
+                db,
+                AuditKind.LOGIN_MFA_REQUIRED,
+                audit,
+                target=Target.user(user["id"]),
+                actor_id=user["id"],
+                outcome=Outcome.PENDING,
+                reason="mfa_required",
+                data={"method": method},
+            )
             await db.commit()
             return MfaRequired(
                 pending_token=pending,
@@ -150,6 +218,8 @@ class AuthService:
         return await self._open_session(
             db,
             user=user,
+            audit=audit,
+            data={"method": method},
             ip_address=ip_address,
             user_agent=user_agent,
             previous_token=previous_token,
@@ -162,6 +232,7 @@ class AuthService:
         pending_token: str,
         code: str,
         db: AsyncSession,
+        audit: AuditContext,
         ip_address: str | None = None,
         user_agent: str | None = None,
         previous_token: str | None = None,
@@ -179,6 +250,7 @@ class AuthService:
         # Nothing written yet: the connection goes back while the throttle is asked.
         await db.commit()
         if pending is None:
+            await login_failed(db, audit, LoginFailure.MFA_EXPIRED, user_id=None, method="mfa")
             raise NotAuthenticatedError(MFA_PENDING_EXPIRED)
         user_id: int = pending.user["id"]
         attempt = attempt_for_account(user_id=user_id, ip=ip_address, device_token=device_token)
@@ -189,17 +261,40 @@ class AuthService:
             await lock_account(db, user_id)
             return await use_code(db, user_id=user_id, code=code)
 
-        await prove(db, attempt, proof, NotAuthenticatedError(BAD_MFA_CODE))
+        try:
+            await prove(db, attempt, proof, NotAuthenticatedError(BAD_MFA_CODE))
+        except (NotAuthenticatedError, RateLimitedError) as refused:
+            # `prove` rolled the attempt back: the failure is committed alone.
+            reason = (
+                LoginFailure.THROTTLED
+                if isinstance(refused, RateLimitedError)
+                else LoginFailure.MFA_FAILED
+            )
+            await login_failed(db, audit, reason, user_id=user_id, method="mfa")
+            raise
         redeemed = await tokens.consume(db, token=pending_token, purpose=Purpose.MFA_LOGIN)
         if redeemed is None or redeemed.user["id"] != user_id:
             # Used meanwhile by a concurrent verification, expired, or the account changed:
             # undo the use of the code (a recovery code stays valid); the token cannot pass
             # again anyway (used, expired, or its state check fails again).
             await db.rollback()
+            await login_failed(db, audit, LoginFailure.MFA_EXPIRED, user_id=user_id, method="mfa")
             raise NotAuthenticatedError(MFA_PENDING_EXPIRED)
+        factor = "recovery_code" if is_recovery_code(code) else "totp"
+        if factor == "recovery_code":
+            record(
+                db,
+                AuditKind.MFA_RECOVERY_CODE_USED,
+                audit,
+                target=Target.user(user_id),
+                actor_id=user_id,
+                data={"during": "sign_in"},
+            )
         return await self._open_session(
             db,
             user=redeemed.user,
+            audit=audit,
+            data={"method": "mfa", "factor": factor},
             ip_address=ip_address,
             user_agent=user_agent,
             previous_token=previous_token,
@@ -211,6 +306,8 @@ class AuthService:
         db: AsyncSession,
         *,
         user: dict[str, Any],
+        audit: AuditContext,
+        data: dict[str, str],
         ip_address: str | None,
         user_agent: str | None,
         previous_token: str | None,
@@ -238,6 +335,14 @@ class AuthService:
         token = await get_session_store().create(
             db, user_id=user["id"], ip_address=ip_address, user_agent=user_agent
         )
+        record(
+            db,
+            AuditKind.LOGIN_SUCCEEDED,
+            audit,
+            target=Target.user(user["id"]),
+            actor_id=user["id"],
+            data=data,
+        )
         await db.commit()
         return LoginResult(
             token=token,
@@ -246,13 +351,23 @@ class AuthService:
             device_token=device_token or new_device_token(user["id"]),
         )
 
-    async def logout(self, *, token: str | None, db: AsyncSession) -> None:
+    async def logout(self, *, token: str | None, db: AsyncSession, audit: AuditContext) -> None:
         if token:
-            await get_session_store().delete_by_token(db, token)
+            ended = await get_session_store().delete_by_token(db, token)
+            if ended is not None:
+                session_id, user_id = ended
+                record(
+                    db,
+                    AuditKind.LOGOUT,
+                    audit,
+                    target=Target.of(TargetType.SESSION, session_id, user_id=user_id),
+                    actor_id=user_id,
+                )
             await db.commit()
 
-    async def logout_all(self, *, user_id: int, db: AsyncSession) -> None:
+    async def logout_all(self, *, user_id: int, db: AsyncSession, audit: AuditContext) -> None:
         await get_session_store().delete_for_user(db, user_id=user_id)
+        record(db, AuditKind.LOGOUT_ALL, audit, target=Target.user(user_id))
         await db.commit()
 
     async def list_sessions(
@@ -261,8 +376,12 @@ class AuthService:
         sessions = await get_session_store().list_for_user(db, user_id=user_id)
         return [session | {"current": session["id"] == current_session_id} for session in sessions]
 
-    async def revoke_session(self, *, session_id: str, user_id: int, db: AsyncSession) -> None:
+    async def revoke_session(
+        self, *, session_id: str, user_id: int, db: AsyncSession, audit: AuditContext
+    ) -> None:
         """End one of the caller's sessions; someone else's session is simply not found."""
         if not await get_session_store().delete_by_id(db, session_id=session_id, user_id=user_id):
             raise ResourceNotFoundError("Session not found")
+        target = Target.of(TargetType.SESSION, session_id, user_id=user_id)
+        record(db, AuditKind.SESSION_REVOKED, audit, target=target)
         await db.commit()

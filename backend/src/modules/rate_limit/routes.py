@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.ratelimit import all_route_templates
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.dependencies import SuperUser
 from src.modules.common.schemas import Page, Pagination, PathId, responses
 from src.modules.rate_limit.schemas import (
@@ -58,12 +59,17 @@ async def list_rate_limits(
     responses=responses(409, e409="The tier has a rule for this path"),
 )
 async def create_rate_limit(
-    name: str, payload: RateLimitCreate, request: Request, _: SuperUser, db: DBSession
+    name: str,
+    payload: RateLimitCreate,
+    request: Request,
+    _: SuperUser,
+    db: DBSession,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Add a rule to the tier. 404 for an unknown tier; 409 when the tier has a rule for the
     path; 422 when the path is no API route."""
     _require_known_path(request, payload.path)
-    return await RateLimitService().create(tier_name=name, payload=payload, db=db)
+    return await RateLimitService().create(tier_name=name, payload=payload, db=db, audit=audit)
 
 
 @router.get("/{rule_id}", response_model=RateLimitRead)
@@ -86,13 +92,18 @@ async def update_rate_limit(
     request: Request,
     _: SuperUser,
     db: DBSession,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Change a rule's path, `max_requests` or `period_seconds`."""
     _require_known_path(request, payload.path)
-    return await RateLimitService().update(tier_name=name, rule_id=rule_id, payload=payload, db=db)
+    return await RateLimitService().update(
+        tier_name=name, rule_id=rule_id, payload=payload, db=db, audit=audit
+    )
 
 
 @router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_rate_limit(name: str, rule_id: PathId, _: SuperUser, db: DBSession) -> None:
+async def delete_rate_limit(
+    name: str, rule_id: PathId, _: SuperUser, db: DBSession, audit: Audit
+) -> None:
     """Remove a rule: the tier's `*` rule or the default applies again."""
-    await RateLimitService().delete(tier_name=name, rule_id=rule_id, db=db)
+    await RateLimitService().delete(tier_name=name, rule_id=rule_id, db=db, audit=audit)

@@ -25,6 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.config import settings
 from src.infrastructure.ratelimit import limit_per_period, parse_limit
+from src.modules.audit.context import AuditContext
+from src.modules.audit.kinds import AuditKind, TargetType
+from src.modules.audit.service import Target, record
 from src.modules.common.exceptions import (
     DuplicateValueError,
     RateLimitedError,
@@ -136,6 +139,25 @@ class RuleCache:
 rate_limit_rules = RuleCache()
 
 
+def _record(
+    db: AsyncSession,
+    kind: AuditKind,
+    audit: AuditContext,
+    rule_id: int,
+    tier_name: str,
+    rule: Mapping[str, Any],
+) -> None:
+    """Audit a rule change: the rule as it is after it (as it was, for a deletion)."""
+    fields = ("path", "max_requests", "period_seconds")
+    record(
+        db,
+        kind,
+        audit,
+        target=Target.of(TargetType.RATE_LIMIT, rule_id),
+        data={"tier": tier_name} | {name: rule[name] for name in fields if name in rule},
+    )
+
+
 class RateLimitService:
     """Superuser management of a tier's rules. Every write refreshes this process's snapshot."""
 
@@ -156,7 +178,7 @@ class RateLimitService:
         return await self._get(tier_id=tier["id"], rule_id=rule_id, db=db)
 
     async def create(
-        self, *, tier_name: str, payload: RateLimitCreate, db: AsyncSession
+        self, *, tier_name: str, payload: RateLimitCreate, db: AsyncSession, audit: AuditContext
     ) -> dict[str, Any]:
         """Add a rule; 404 for an unknown tier, 409 when the tier has a rule for the path."""
         tier = await TierService().get_by_name(name=tier_name, db=db)
@@ -167,11 +189,18 @@ class RateLimitService:
             created = await crud_rate_limits.create(
                 db, row, commit=False, schema_to_select=RateLimitRead
             )
+            _record(db, AuditKind.RATE_LIMIT_CREATED, audit, created["id"], tier_name, created)
         rate_limit_rules.invalidate()
         return created
 
     async def update(
-        self, *, tier_name: str, rule_id: int, payload: RateLimitUpdate, db: AsyncSession
+        self,
+        *,
+        tier_name: str,
+        rule_id: int,
+        payload: RateLimitUpdate,
+        db: AsyncSession,
+        audit: AuditContext,
     ) -> dict[str, Any]:
         """Change a rule's path or limit; 409 when the new path has a rule already."""
         changes = payload.model_dump(exclude_unset=True)
@@ -183,13 +212,17 @@ class RateLimitService:
             raise DuplicateValueError(RULE_EXISTS)
         async with commit_or_conflict(db, RULE_EXISTS):
             await crud_rate_limits.update(db, changes, id=rule_id, commit=False)
+            _record(db, AuditKind.RATE_LIMIT_UPDATED, audit, rule_id, tier_name, rule | changes)
         rate_limit_rules.invalidate()
         return await self._get(tier_id=tier["id"], rule_id=rule_id, db=db)
 
-    async def delete(self, *, tier_name: str, rule_id: int, db: AsyncSession) -> None:
+    async def delete(
+        self, *, tier_name: str, rule_id: int, db: AsyncSession, audit: AuditContext
+    ) -> None:
         tier = await TierService().get_by_name(name=tier_name, db=db)
-        await self._get(tier_id=tier["id"], rule_id=rule_id, db=db)
+        rule = await self._get(tier_id=tier["id"], rule_id=rule_id, db=db)
         await crud_rate_limits.db_delete(db, id=rule_id, commit=False)
+        _record(db, AuditKind.RATE_LIMIT_DELETED, audit, rule_id, tier_name, rule)
         await db.commit()
         rate_limit_rules.invalidate()
 

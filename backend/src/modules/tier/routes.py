@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.dependencies import SuperUser
 from src.modules.common.schemas import Page, Pagination, responses
 from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
@@ -36,9 +37,11 @@ async def read_tier(name: str, db: DBSession) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     responses=responses(409, e409="A tier has this name"),
 )
-async def create_tier(payload: TierCreate, _: SuperUser, db: DBSession) -> dict[str, Any]:
+async def create_tier(
+    payload: TierCreate, _: SuperUser, db: DBSession, audit: Audit
+) -> dict[str, Any]:
     """Create a tier (superusers only). 409 when the name exists."""
-    return await TierService().create(payload=payload, db=db)
+    return await TierService().create(payload=payload, db=db, audit=audit)
 
 
 @router.patch(
@@ -47,10 +50,10 @@ async def create_tier(payload: TierCreate, _: SuperUser, db: DBSession) -> dict[
     responses=responses(409, e409="A tier has this name, or this is the default tier"),
 )
 async def update_tier(
-    name: str, payload: TierUpdate, _: SuperUser, db: DBSession
+    name: str, payload: TierUpdate, _: SuperUser, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
     """Rename a tier (superusers only)."""
-    return await TierService().update(name=name, payload=payload, db=db)
+    return await TierService().update(name=name, payload=payload, db=db, audit=audit)
 
 
 @router.delete(
@@ -58,6 +61,6 @@ async def update_tier(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(409, e409="The default tier, or a tier users are on"),
 )
-async def delete_tier(name: str, _: SuperUser, db: DBSession) -> None:
+async def delete_tier(name: str, _: SuperUser, db: DBSession, audit: Audit) -> None:
     """Delete a tier no user is on (superusers only); the default tier stays."""
-    await TierService().delete(name=name, db=db)
+    await TierService().delete(name=name, db=db, audit=audit)

@@ -9,6 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.cache import invalidate
 from src.infrastructure.config import settings
+from src.modules.audit.context import AuditContext
+from src.modules.audit.kinds import AuditKind, TargetType
+from src.modules.audit.service import Target, record
 from src.modules.common.exceptions import (
     ConflictError,
     DuplicateValueError,
@@ -41,15 +44,26 @@ class TierService:
         )
         return build_page(result["data"], result["total_count"], params)
 
-    async def create(self, *, payload: TierCreate, db: AsyncSession) -> dict[str, Any]:
+    async def create(
+        self, *, payload: TierCreate, db: AsyncSession, audit: AuditContext
+    ) -> dict[str, Any]:
         if await crud_tiers.exists(db, name=payload.name):
             raise DuplicateValueError(TIER_EXISTS)
         async with commit_or_conflict(db, TIER_EXISTS):
-            await crud_tiers.create(db, payload, commit=False)
+            created = await crud_tiers.create(db, payload, commit=False, schema_to_select=TierRead)
+            record(
+                db,
+                AuditKind.TIER_CREATED,
+                audit,
+                target=Target.of(TargetType.TIER, created["id"]),
+                data={"name": payload.name},
+            )
         await invalidate(TIERS_CACHE_TAG)
         return await self.get_by_name(name=payload.name, db=db)
 
-    async def update(self, *, name: str, payload: TierUpdate, db: AsyncSession) -> dict[str, Any]:
+    async def update(
+        self, *, name: str, payload: TierUpdate, db: AsyncSession, audit: AuditContext
+    ) -> dict[str, Any]:
         tier = await self.get_by_name(name=name, db=db)
         if name == settings.DEFAULT_TIER_NAME and payload.name != name:
             # New users join the tier named by DEFAULT_TIER_NAME; renaming it would split them.
@@ -58,10 +72,17 @@ class TierService:
             raise DuplicateValueError(TIER_EXISTS)
         async with commit_or_conflict(db, TIER_EXISTS):
             await crud_tiers.update(db, {"name": payload.name}, id=tier["id"], commit=False)
+            record(
+                db,
+                AuditKind.TIER_UPDATED,
+                audit,
+                target=Target.of(TargetType.TIER, tier["id"]),
+                data={"old_name": name, "name": payload.name},
+            )
         await invalidate(TIERS_CACHE_TAG)
         return await self.get_by_name(name=payload.name, db=db)
 
-    async def delete(self, *, name: str, db: AsyncSession) -> None:
+    async def delete(self, *, name: str, db: AsyncSession, audit: AuditContext) -> None:
         tier = await self.get_by_name(name=name, db=db)
         if name == settings.DEFAULT_TIER_NAME:
             raise ConflictError("The default tier cannot be deleted")
@@ -70,6 +91,13 @@ class TierService:
             db, f"Tier {name!r} is still assigned to users", ConflictError
         ):
             await crud_tiers.db_delete(db, id=tier["id"], commit=False)
+            record(
+                db,
+                AuditKind.TIER_DELETED,
+                audit,
+                target=Target.of(TargetType.TIER, tier["id"]),
+                data={"name": name},
+            )
         await invalidate(TIERS_CACHE_TAG)
 
     async def ensure_default(self, *, db: AsyncSession) -> int:

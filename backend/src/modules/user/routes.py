@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.dependencies import (
     CurrentSession,
     CurrentUser,
@@ -60,7 +61,7 @@ async def read_profile(username: str, db: DBSession) -> dict[str, Any]:
     responses=responses(409, e409="The username is taken"),
 )
 async def update_user(
-    username: str, payload: UserUpdate, context: CurrentSession, db: DBSession
+    username: str, payload: UserUpdate, context: CurrentSession, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
     """Change your own profile (superusers: anyone's). `password` only for a superuser setting
     someone else's (all their sessions end); your own changes through
@@ -72,20 +73,21 @@ async def update_user(
         payload=payload,
         actor=context.principal,
         db=db,
+        audit=audit,
         keep_session_id=context.session_id,
     )
 
 
 @router.delete("/{username}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(username: str, context: CurrentSession, db: DBSession) -> None:
+async def delete_user(username: str, context: CurrentSession, db: DBSession, audit: Audit) -> None:
     """Soft-delete your own account (superusers: anyone's); its sessions end. Session only:
     an API key cannot delete an account (401)."""
-    await UserService().delete(username=username, actor=context.principal, db=db)
+    await UserService().delete(username=username, actor=context.principal, db=db, audit=audit)
 
 
 @router.patch("/{username}/tier", response_model=UserRead)
 async def assign_tier(
-    username: str, payload: UserTierUpdate, _: SuperUser, db: DBSession
+    username: str, payload: UserTierUpdate, _: SuperUser, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
     """Move a user to another tier (superusers only)."""
-    return await UserService().assign_tier(username=username, payload=payload, db=db)
+    return await UserService().assign_tier(username=username, payload=payload, db=db, audit=audit)

@@ -18,6 +18,9 @@ from src.infrastructure.cache import invalidate
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_value
 from src.infrastructure.taskiq import outbox
+from src.modules.audit.context import SYSTEM, AuditContext
+from src.modules.audit.kinds import AuditKind
+from src.modules.audit.service import Target, record
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.common.exceptions import (
     BadRequestError,
@@ -103,10 +106,12 @@ class UserService:
         is_superuser: bool = False,
         is_verified: bool = False,
         welcome_email: bool = False,
+        audit: AuditContext = SYSTEM,
     ) -> dict[str, Any]:
         """Register a user on the default tier; 409 when the email or username is taken.
         With `welcome_email`, the welcome email task is written to the outbox in the same
-        transaction: committed with the user, or not at all."""
+        transaction: committed with the user, or not at all. A new superuser (the CLI) is on
+        the audit log."""
         data = payload if isinstance(payload, UserCreate) else UserCreate.model_validate(payload)
         await self._ensure_unique(db, email=data.email, username=data.username)
         hashed = await hash_password(data.password)
@@ -126,6 +131,14 @@ class UserService:
             )  # a dict of every column (`schema_to_select` without `return_as_model`)
             if welcome_email:
                 await outbox.add(db, send_welcome_email, created["id"])
+            if is_superuser:
+                record(
+                    db,
+                    AuditKind.USER_SUPERUSER_GRANTED,
+                    audit,
+                    target=Target.user(created["id"]),
+                    data={"new_user": True},
+                )
         return {key: created[key] for key in UserRead.model_fields}
 
     async def create_verified(
@@ -171,6 +184,7 @@ class UserService:
         payload: UserUpdate,
         actor: Principal,
         db: AsyncSession,
+        audit: AuditContext,
         keep_session_id: str | None = None,
     ) -> dict[str, Any]:
         """Change a profile. A new password ends every session but the caller's own; it must
@@ -199,34 +213,66 @@ class UserService:
                 # a failure here aborts the change instead of leaving old sessions alive.
                 keep = keep_session_id if actor.id == user["id"] else None
                 await end_sessions(db, user_id=user["id"], keep_session_id=keep)
+                record(
+                    db,
+                    AuditKind.PASSWORD_CHANGED,
+                    audit,
+                    target=Target.user(user["id"]),
+                    data={"by_superuser": True},
+                )
         new_username = changes.get("username", user["username"])
         await invalidate(profile_cache_key(user["username"]), profile_cache_key(new_username))
         return await self.get_by_id(user_id=user["id"], db=db)
 
-    async def delete(self, *, username: str, actor: Principal, db: AsyncSession) -> None:
+    async def delete(
+        self, *, username: str, actor: Principal, db: AsyncSession, audit: AuditContext
+    ) -> None:
         """Soft delete: the row stays (email and username stay reserved), sessions end."""
         user = await self._get_for_write(username=username, actor=actor, db=db)
         await crud_users.update(
             db, {"is_deleted": True, "deleted_at": utcnow()}, id=user["id"], commit=False
         )
         await end_sessions(db, user_id=user["id"])
+        record(
+            db,
+            AuditKind.USER_DELETED,
+            audit,
+            target=Target.user(user["id"]),
+            data={"username": user["username"]},
+        )
         await db.commit()
         await invalidate(profile_cache_key(user["username"]))
 
     async def assign_tier(
-        self, *, username: str, payload: UserTierUpdate, db: AsyncSession
+        self,
+        *,
+        username: str,
+        payload: UserTierUpdate,
+        db: AsyncSession,
+        audit: AuditContext = SYSTEM,
     ) -> dict[str, Any]:
         user = await self.get_by_username(username=username, db=db)
         tier = await TierService().get_by_name(name=payload.tier_name, db=db)
         await crud_users.update(db, {"tier_id": tier["id"]}, id=user["id"], commit=False)
+        record(
+            db,
+            AuditKind.USER_TIER_CHANGED,
+            audit,
+            target=Target.user(user["id"]),
+            data={"from_tier_id": user["tier_id"], "tier_id": tier["id"], "tier": tier["name"]},
+        )
         await db.commit()
         await invalidate(profile_cache_key(user["username"]))
         return await self.get_by_id(user_id=user["id"], db=db)
 
-    async def set_superuser(self, *, user_id: int, value: bool, db: AsyncSession) -> None:
+    async def set_superuser(
+        self, *, user_id: int, value: bool, db: AsyncSession, audit: AuditContext = SYSTEM
+    ) -> None:
         """Grant or revoke superuser; the user's sessions end so no stale privilege survives."""
         await crud_users.update(db, {"is_superuser": value}, id=user_id, commit=False)
         await end_sessions(db, user_id=user_id)
+        kind = AuditKind.USER_SUPERUSER_GRANTED if value else AuditKind.USER_SUPERUSER_REVOKED
+        record(db, kind, audit, target=Target.user(user_id))
         await db.commit()
 
     # --- helpers ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from httpx import ASGITransport, AsyncClient
 
+from src.modules.audit.context import SYSTEM
 from src.modules.tier.schemas import TierCreate
 from src.modules.tier.service import TierService
 from tests.helpers.csrf import CSRFAwareClient
@@ -104,7 +105,7 @@ async def actors(client: AsyncClient, db_session: Any) -> Actors:
     target = await create_user(db_session)
     other = await create_user(db_session)
     superuser = await create_user(db_session, is_superuser=True)
-    await TierService().create(payload=TierCreate(name=TARGET_TIER), db=db_session)
+    await TierService().create(payload=TierCreate(name=TARGET_TIER), db=db_session, audit=SYSTEM)
     await db_session.commit()
     return Actors(target=target, other=other, superuser=superuser)
 

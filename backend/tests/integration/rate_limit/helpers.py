@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.modules.audit.context import SYSTEM
 from src.modules.common.exceptions import ResourceNotFoundError
 from src.modules.rate_limit.models import RateLimit
 from src.modules.rate_limit.service import rate_limit_rules
@@ -24,7 +25,7 @@ async def tier_id(db: AsyncSession, name: str) -> int:
     try:
         return int((await service.get_by_name(name=name, db=db))["id"])
     except ResourceNotFoundError:
-        return int((await service.create(payload=TierCreate(name=name), db=db))["id"])
+        return int((await service.create(payload=TierCreate(name=name), db=db, audit=SYSTEM))["id"])
 
 
 async def user_on_tier(db: AsyncSession, tier: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ router: FastAPI matches included routers level by level, so every request saves 
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from src.modules.audit.routes import router as audit_router
 from src.modules.auth.apikeys.routes import router as api_keys_router
 from src.modules.auth.routes import api_router as auth_router
 from src.modules.rate_limit.dependencies import enforce_rate_limit
@@ -21,7 +22,14 @@ PREFIX = "/api/v1"
 def routers() -> tuple[APIRouter, ...]:
     """Every slice's router, as configured now (auth's OAuth routes exist only when a provider
     is configured)."""
-    return (auth_router(), api_keys_router, user_router, tier_router, rate_limit_router)
+    return (
+        auth_router(),
+        api_keys_router,
+        user_router,
+        tier_router,
+        rate_limit_router,
+        audit_router,
+    )
 
 
 def include_api_v1(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, status
 
 from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.database.session import DBSession
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.account.schemas import (
     Accepted,
     Done,
@@ -45,9 +46,11 @@ async def request_verification(
 
 
 @router.post("/email/verify-confirm", response_model=Done, responses=BAD_LINK)
-async def confirm_verification(payload: TokenConfirm, db: DBSession) -> dict[str, str]:
+async def confirm_verification(
+    payload: TokenConfirm, db: DBSession, audit: Audit
+) -> dict[str, str]:
     """Mark the account's email as verified (400 for an invalid, used or expired link)."""
-    await AccountService().confirm_email(token=payload.token, db=db)
+    await AccountService().confirm_email(token=payload.token, db=db, audit=audit)
     return {"detail": "Your email address is verified"}
 
 
@@ -67,11 +70,13 @@ async def request_password_reset(
 
 
 @router.post("/password/reset-confirm", response_model=Done, responses=BAD_LINK)
-async def confirm_password_reset(payload: PasswordResetConfirm, db: DBSession) -> dict[str, str]:
+async def confirm_password_reset(
+    payload: PasswordResetConfirm, db: DBSession, audit: Audit
+) -> dict[str, str]:
     """Set a new password with a reset link: every session of the account ends (sign in
     again); the account's address is told. 400 for an invalid, used or expired link."""
     await AccountService().reset_password(
-        token=payload.token, new_password=payload.new_password, db=db
+        token=payload.token, new_password=payload.new_password, db=db, audit=audit
     )
     return {"detail": "Your password was changed: sign in with the new one"}
 
@@ -86,6 +91,7 @@ async def change_password(
     context: CurrentSession,
     request: Request,
     db: DBSession,
+    audit: Audit,
 ) -> dict[str, str]:
     """Change your password (needs the current one; 400 when it is wrong, throttled). Your
     other sessions end; this one stays. The account's address is told."""
@@ -96,6 +102,7 @@ async def change_password(
         new_password=payload.new_password,
         ip_address=client_ip(request),
         db=db,
+        audit=audit,
     )
     return {"detail": "Your password was changed"}
 
@@ -111,6 +118,7 @@ async def request_email_change(
     context: CurrentSession,
     request: Request,
     db: DBSession,
+    audit: Audit,
 ) -> dict[str, str]:
     """Ask to move your account to `new_email` (needs your password): a confirmation link
     goes to the new address; nothing changes until it is followed. If an account already uses
@@ -126,6 +134,7 @@ async def request_email_change(
         password=payload.password,
         ip_address=client_ip(request),
         db=db,
+        audit=audit,
     )
     return {"detail": f"An email was sent to {payload.new_email}: follow its link to confirm"}
 
@@ -135,9 +144,11 @@ async def request_email_change(
     response_model=Done,
     responses=BAD_LINK | responses(409, e409="Another account took the address meanwhile"),
 )
-async def confirm_email_change(payload: TokenConfirm, db: DBSession) -> dict[str, str]:
+async def confirm_email_change(
+    payload: TokenConfirm, db: DBSession, audit: Audit
+) -> dict[str, str]:
     """Switch the account to the address the link was sent to (now verified); the old
     address is told. 400 for an invalid, used or expired link; 409 if the address was taken
     meanwhile."""
-    await AccountService().confirm_email_change(token=payload.token, db=db)
+    await AccountService().confirm_email_change(token=payload.token, db=db, audit=audit)
     return {"detail": "Your email address was changed"}

@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.passwords import hash_password, verify_password
 from src.infrastructure.taskiq import outbox
+from src.modules.audit.context import AuditContext
+from src.modules.audit.kinds import AuditKind
+from src.modules.audit.service import Target, record
 from src.modules.auth.account import tasks
 from src.modules.auth.sessions import Principal, end_sessions
 from src.modules.auth.throttle import Attempt, account_key, login_throttle
@@ -41,15 +44,20 @@ class AccountService:
         await outbox.add(db, task, email)
         await db.commit()
 
-    async def confirm_email(self, *, token: str, db: AsyncSession) -> None:
+    async def confirm_email(self, *, token: str, db: AsyncSession, audit: AuditContext) -> None:
         redeemed = await consume(db, token=token, purpose=Purpose.VERIFY_EMAIL)
         if redeemed is None:
             await db.commit()  # a token that failed the state check stays used up
             raise BadRequestError(INVALID_LINK)
-        await crud_users.update(db, {"is_verified": True}, id=redeemed.user["id"], commit=False)
+        user_id = redeemed.user["id"]
+        await crud_users.update(db, {"is_verified": True}, id=user_id, commit=False)
+        # The link's holder proved the mailbox: the account's owner acted.
+        record(db, AuditKind.EMAIL_VERIFIED, audit, target=Target.user(user_id), actor_id=user_id)
         await db.commit()
 
-    async def reset_password(self, *, token: str, new_password: str, db: AsyncSession) -> int:
+    async def reset_password(
+        self, *, token: str, new_password: str, db: AsyncSession, audit: AuditContext
+    ) -> int:
         """Set a new password through a reset link; every session of the account ends.
         Returns the user id.
 
@@ -73,6 +81,7 @@ class AccountService:
         await crud_users.update(db, changes, id=user_id, commit=False)
         await end_sessions(db, user_id=user_id)
         await outbox.add(db, tasks.send_password_changed_notice, user_id, True)
+        record(db, AuditKind.PASSWORD_RESET, audit, target=Target.user(user_id), actor_id=user_id)
         await db.commit()
         return user_id
 
@@ -85,6 +94,7 @@ class AccountService:
         new_password: str,
         ip_address: str | None,
         db: AsyncSession,
+        audit: AuditContext,
     ) -> None:
         """Needs the current password (throttled like a login); ends the other sessions."""
         _enforce_policy(
@@ -98,6 +108,7 @@ class AccountService:
         await crud_users.update(db, {"hashed_password": new_hash}, id=principal.id, commit=False)
         await end_sessions(db, user_id=principal.id, keep_session_id=session_id)
         await outbox.add(db, tasks.send_password_changed_notice, principal.id, False)
+        record(db, AuditKind.PASSWORD_CHANGED, audit, target=Target.user(principal.id))
         await db.commit()
 
     async def request_email_change(
@@ -109,6 +120,7 @@ class AccountService:
         password: str,
         ip_address: str | None,
         db: AsyncSession,
+        audit: AuditContext,
     ) -> None:
         """Check the password, then queue a confirmation link to `new_email` when it is free,
         or a notice to that address when an account uses it (the answer must not reveal
@@ -120,9 +132,19 @@ class AccountService:
             await outbox.add(db, tasks.send_email_in_use_notice, new_email)
         else:
             await outbox.add(db, tasks.send_email_change_confirmation, principal.id, new_email)
+        # The same row whether or not the address is taken (a superuser reads the log).
+        record(
+            db,
+            AuditKind.EMAIL_CHANGE_REQUESTED,
+            audit,
+            target=Target.user(principal.id),
+            data={"new_email": new_email},
+        )
         await db.commit()
 
-    async def confirm_email_change(self, *, token: str, db: AsyncSession) -> dict[str, Any]:
+    async def confirm_email_change(
+        self, *, token: str, db: AsyncSession, audit: AuditContext
+    ) -> dict[str, Any]:
         """Switch to the new address the link was sent to (which proves it: verified).
         Returns the old name and address, for the notice."""
         redeemed = await consume(db, token=token, purpose=Purpose.CHANGE_EMAIL)
@@ -139,6 +161,14 @@ class AccountService:
             )
             await outbox.add(
                 db, tasks.send_email_changed_notice, user["name"], user["email"], redeemed.new_email
+            )
+            record(
+                db,
+                AuditKind.EMAIL_CHANGED,
+                audit,
+                target=Target.user(user["id"]),
+                actor_id=user["id"],
+                data={"old_email": user["email"], "new_email": redeemed.new_email},
             )
         return {"name": user["name"], "old_email": user["email"], "new_email": redeemed.new_email}
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from src.infrastructure.database.session import DBSession
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyUpdate
 from src.modules.auth.apikeys.service import ApiKeyService
 from src.modules.auth.dependencies import CurrentSession
@@ -17,12 +18,12 @@ router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
 async def create_api_key(
-    payload: ApiKeyCreate, context: CurrentSession, db: DBSession
+    payload: ApiKeyCreate, context: CurrentSession, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
     """Make a key. The response carries the full key (`key`): the only time it is shown.
     Send it as `X-API-Key`."""
     return await ApiKeyService().create(
-        owner=context.principal, payload=payload.model_dump(), db=db
+        owner=context.principal, payload=payload.model_dump(), db=db, audit=audit
     )
 
 
@@ -46,7 +47,7 @@ async def get_api_key(key_id: PathId, context: CurrentSession, db: DBSession) ->
     responses=responses(409, e409="The key is revoked"),
 )
 async def update_api_key(
-    key_id: PathId, payload: ApiKeyUpdate, context: CurrentSession, db: DBSession
+    key_id: PathId, payload: ApiKeyUpdate, context: CurrentSession, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
     """Rename, narrow the scopes, bring the expiry forward or deactivate (`is_active: false`).
     Never widens: more scopes, a later or no expiry, or reactivating are a 422."""
@@ -55,10 +56,13 @@ async def update_api_key(
         key_id=key_id,
         payload=payload.model_dump(exclude_unset=True),
         db=db,
+        audit=audit,
     )
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_api_key(key_id: PathId, context: CurrentSession, db: DBSession) -> None:
+async def revoke_api_key(
+    key_id: PathId, context: CurrentSession, db: DBSession, audit: Audit
+) -> None:
     """Revoke the key for good; it stays listed (with `revoked_at`) for audit."""
-    await ApiKeyService().revoke(user_id=context.principal.id, key_id=key_id, db=db)
+    await ApiKeyService().revoke(user_id=context.principal.id, key_id=key_id, db=db, audit=audit)

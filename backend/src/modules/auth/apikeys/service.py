@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.infrastructure.auth.tokens import api_key_matches, hash_api_key
 from src.infrastructure.database.models import UTCDateTime, utcnow
+from src.modules.audit.context import AuditContext
+from src.modules.audit.kinds import AuditKind, TargetType
+from src.modules.audit.service import Target, record
 from src.modules.auth.apikeys.models import ApiKey
 from src.modules.auth.apikeys.scopes import API_KEY_SCOPES
 from src.modules.auth.sessions.base import PRINCIPAL_COLUMNS, Principal
@@ -121,7 +124,7 @@ def held_scopes(principal: Principal) -> frozenset[str]:
 
 class ApiKeyService:
     async def create(
-        self, *, owner: Principal, payload: dict[str, Any], db: AsyncSession
+        self, *, owner: Principal, payload: dict[str, Any], db: AsyncSession, audit: AuditContext
     ) -> dict[str, Any]:
         scopes = sorted(set(payload["scopes"]))
         if not set(scopes) <= held_scopes(owner):
@@ -145,6 +148,13 @@ class ApiKeyService:
         db.add(row)
         await db.flush()
         created = await self._read(db, user_id=owner.id, key_id=row.id)
+        record(
+            db,
+            AuditKind.API_KEY_CREATED,
+            audit,
+            target=_target(row.id, owner.id),
+            data={"name": row.name, "prefix": prefix, "scopes": scopes, "expires_at": expires_at},
+        )
         await db.commit()
         return created | {"key": key}
 
@@ -165,7 +175,13 @@ class ApiKeyService:
         return await self._read(db, user_id=user_id, key_id=key_id)
 
     async def update(
-        self, *, user_id: int, key_id: int, payload: dict[str, Any], db: AsyncSession
+        self,
+        *,
+        user_id: int,
+        key_id: int,
+        payload: dict[str, Any],
+        db: AsyncSession,
+        audit: AuditContext,
     ) -> dict[str, Any]:
         """Rename, narrow the scopes, bring the expiry forward or deactivate; nothing that
         widens what the key can do (422, nothing written)."""
@@ -203,18 +219,30 @@ class ApiKeyService:
                 .where(ApiKey.id == key_id, ApiKey.user_id == user_id)
                 .values(**values)
             )
+            record(
+                db,
+                AuditKind.API_KEY_UPDATED,
+                audit,
+                target=_target(key_id, user_id),
+                data={"changes": values},
+            )
         updated = await self._read(db, user_id=user_id, key_id=key_id)
         await db.commit()
         return updated
 
-    async def revoke(self, *, user_id: int, key_id: int, db: AsyncSession) -> None:
-        """Revoke for good (idempotent); the row stays for audit."""
+    async def revoke(
+        self, *, user_id: int, key_id: int, db: AsyncSession, audit: AuditContext
+    ) -> None:
+        """Revoke for good (idempotent: revoking again changes nothing and records nothing);
+        the row stays for audit."""
         await self._read(db, user_id=user_id, key_id=key_id)
-        await db.execute(
+        result = await db.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=utcnow(), is_active=False)
         )
+        if getattr(result, "rowcount", 0):
+            record(db, AuditKind.API_KEY_REVOKED, audit, target=_target(key_id, user_id))
         await db.commit()
 
     async def _read(self, db: AsyncSession, *, user_id: int, key_id: int) -> dict[str, Any]:
@@ -226,3 +254,7 @@ class ApiKeyService:
         if row is None:
             raise ResourceNotFoundError("No such API key")
         return dict(row._mapping)
+
+
+def _target(key_id: int, user_id: int) -> Target:
+    return Target.of(TargetType.API_KEY, key_id, user_id=user_id)

@@ -9,6 +9,7 @@ from src.infrastructure.auth.client_ip import client_ip
 from src.infrastructure.auth.cookies import clear_mfa_pending_cookie, set_sign_in_cookies
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.dependencies import CurrentSession
 from src.modules.auth.mfa.schemas import (
     MfaCodeRequest,
@@ -75,13 +76,18 @@ async def confirm(
     response: Response,
     context: CurrentSession,
     db: DBSession,
+    audit: Audit,
 ) -> dict[str, list[str]]:
     """Turn MFA on with a current code from the enrolled authenticator (400 if wrong). Returns
     10 single-use recovery codes, shown this once. The user's other sessions end; the
     account's address is told."""
     response.headers.update(NO_STORE)
     codes = await MfaService().confirm(
-        principal=context.principal, code=payload.code, session_id=context.session_id, db=db
+        principal=context.principal,
+        code=payload.code,
+        session_id=context.session_id,
+        db=db,
+        audit=audit,
     )
     return {"recovery_codes": codes}
 
@@ -96,6 +102,7 @@ async def disable(
     request: Request,
     context: CurrentSession,
     db: DBSession,
+    audit: Audit,
 ) -> None:
     """Turn MFA off: needs the password and a code (TOTP or recovery; 400 if either is wrong,
     counted as a failed login). The secret and the recovery codes are deleted; the account's
@@ -105,6 +112,7 @@ async def disable(
         password=payload.password,
         code=payload.code,
         db=db,
+        audit=audit,
         ip_address=client_ip(request),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
@@ -121,6 +129,7 @@ async def regenerate_recovery_codes(
     response: Response,
     context: CurrentSession,
     db: DBSession,
+    audit: Audit,
 ) -> dict[str, list[str]]:
     """New recovery codes (proven with a TOTP or recovery code): the old ones stop working.
     The account's address is told."""
@@ -129,6 +138,7 @@ async def regenerate_recovery_codes(
         principal=context.principal,
         code=payload.code,
         db=db,
+        audit=audit,
         ip_address=client_ip(request),
         device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
     )
@@ -146,7 +156,7 @@ async def regenerate_recovery_codes(
     ),
 )
 async def verify(
-    payload: MfaVerifyRequest, request: Request, response: Response, db: DBSession
+    payload: MfaVerifyRequest, request: Request, response: Response, db: DBSession, audit: Audit
 ) -> dict[str, object]:
     """Second step of an MFA sign-in: the code (TOTP or recovery) for the pending sign-in that
     `POST /auth/login` started (its cookie). Answers like a login: the session, CSRF and device
@@ -163,6 +173,7 @@ async def verify(
         pending_token=pending,
         code=payload.code,
         db=db,
+        audit=audit,
         ip_address=client_ip(request),
         user_agent=request.headers.get("user-agent"),
         previous_token=request.cookies.get(settings.SESSION_COOKIE_NAME),

@@ -42,6 +42,9 @@ from src.infrastructure.auth.tokens import hash_recovery_code
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import utcnow
 from src.infrastructure.taskiq import outbox
+from src.modules.audit.context import AuditContext
+from src.modules.audit.kinds import AuditKind
+from src.modules.audit.service import Target, record
 from src.modules.auth.account.tasks import (
     MFA_DISABLED,
     MFA_ENABLED,
@@ -81,6 +84,11 @@ def normalise_code(code: str) -> str:
 def is_totp_code(code: str) -> bool:
     """A normalised code of 6 digits is a TOTP code; anything else can only be a recovery code."""
     return len(code) == 6 and code.isascii() and code.isdigit()
+
+
+def is_recovery_code(code: str) -> bool:
+    """Whether `code` (as typed) would be checked as a recovery code rather than TOTP."""
+    return not is_totp_code(normalise_code(code))
 
 
 def new_recovery_codes() -> list[str]:
@@ -201,6 +209,20 @@ async def remove_mfa(db: AsyncSession, *, user_id: int) -> None:
     await db.execute(delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id))
 
 
+def _recovery_code_used(
+    db: AsyncSession, audit: AuditContext, user_id: int, code: str, *, during: str
+) -> None:
+    """Audit the use of a recovery code (`code` was just accepted by `use_code`)."""
+    if is_recovery_code(code):
+        record(
+            db,
+            AuditKind.MFA_RECOVERY_CODE_USED,
+            audit,
+            target=Target.user(user_id),
+            data={"during": during},
+        )
+
+
 class MfaService:
     async def status(self, *, user_id: int, db: AsyncSession) -> dict[str, Any]:
         enabled = bool(await db.scalar(select(User.mfa_enabled).where(User.id == user_id)))
@@ -258,7 +280,13 @@ class MfaService:
         return {"secret": secret, "otpauth_uri": uri}
 
     async def confirm(
-        self, *, principal: Principal, code: str, session_id: str, db: AsyncSession
+        self,
+        *,
+        principal: Principal,
+        code: str,
+        session_id: str,
+        db: AsyncSession,
+        audit: AuditContext,
     ) -> list[str]:
         """Turn MFA on with a first code from the enrolled authenticator: returns the recovery
         codes (the only time they exist in clear) and ends the caller's other sessions, which
@@ -284,6 +312,7 @@ class MfaService:
         codes = await _replace_recovery_codes(db, user_id)
         await end_sessions(db, user_id=user_id, keep_session_id=session_id)
         await outbox.add(db, send_security_notice, user_id, MFA_ENABLED)
+        record(db, AuditKind.MFA_ENABLED, audit, target=Target.user(user_id))
         await db.commit()
         return codes
 
@@ -294,6 +323,7 @@ class MfaService:
         password: str,
         code: str,
         db: AsyncSession,
+        audit: AuditContext,
         ip_address: str | None = None,
         device_token: str | None = None,
     ) -> None:
@@ -321,6 +351,8 @@ class MfaService:
         await db.execute(update(User).where(User.id == user_id).values(mfa_enabled=False))
         await remove_mfa(db, user_id=user_id)
         await outbox.add(db, send_security_notice, user_id, MFA_DISABLED)
+        _recovery_code_used(db, audit, user_id, code, during="disable")
+        record(db, AuditKind.MFA_DISABLED, audit, target=Target.user(user_id))
         await db.commit()
 
     async def regenerate_recovery_codes(
@@ -329,6 +361,7 @@ class MfaService:
         principal: Principal,
         code: str,
         db: AsyncSession,
+        audit: AuditContext,
         ip_address: str | None = None,
         device_token: str | None = None,
     ) -> list[str]:
@@ -345,5 +378,7 @@ class MfaService:
         await prove(db, attempt, proof, BadRequestError(INVALID_CODE))
         codes = await _replace_recovery_codes(db, user_id)
         await outbox.add(db, send_security_notice, user_id, RECOVERY_CODES)
+        _recovery_code_used(db, audit, user_id, code, during="regenerate")
+        record(db, AuditKind.MFA_RECOVERY_CODES_REGENERATED, audit, target=Target.user(user_id))
         await db.commit()
         return codes

@@ -32,6 +32,7 @@ from src.infrastructure.auth.cookies import (
 )
 from src.infrastructure.config import settings
 from src.infrastructure.database.session import DBSession, writes_on_get
+from src.modules.audit.dependencies import Audit
 from src.modules.auth.oauth.providers import Provider, configured_providers
 from src.modules.auth.oauth.service import (
     FLOW_TTL_SECONDS,
@@ -113,6 +114,7 @@ async def oauth_callback(
     provider: str,
     request: Request,
     db: DBSession,
+    audit: Audit,
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
@@ -134,6 +136,7 @@ async def oauth_callback(
                 user_agent=request.headers.get("user-agent"),
                 session_token=request.cookies.get(settings.SESSION_COOKIE_NAME),
                 device_token=request.cookies.get(settings.DEVICE_COOKIE_NAME),
+                audit=audit,
             ),
         )
     except (OAuthSignInError, DomainError) as refused:

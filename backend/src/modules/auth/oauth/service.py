@@ -68,6 +68,9 @@ from src.infrastructure.auth.tokens import (
     unseal,
 )
 from src.infrastructure.database.models import utcnow
+from src.modules.audit.context import SYSTEM, AuditContext
+from src.modules.audit.kinds import AuditKind
+from src.modules.audit.service import Target, record
 from src.modules.auth.mfa.service import remove_mfa
 from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
 from src.modules.auth.oauth.providers import Identity, Provider, ProviderResponseError, client
@@ -137,6 +140,7 @@ class Caller:
     user_agent: str | None = None
     session_token: str | None = None  # its current session cookie, ended by the sign-in
     device_token: str | None = None
+    audit: AuditContext = SYSTEM  # the request, for the audit log
 
 
 class OAuthService:
@@ -183,11 +187,13 @@ class OAuthService:
             raise OAuthSignInError(Failure.PROVIDER_ERROR, "the callback carried no code")
         identity = await _identify(provider, code=code, state=state, redirect_uri=redirect_uri)
         try:
-            user = await self._account_for(db, provider.name, identity)
+            user = await self._account_for(db, provider.name, identity, caller.audit)
             device = read_device_token(caller.device_token)
             login = await AuthService().sign_in(
                 db,
                 user=user,
+                audit=caller.audit,
+                method=f"oauth:{provider.name}",
                 ip_address=caller.ip_address,
                 user_agent=caller.user_agent,
                 previous_token=caller.session_token,
@@ -206,10 +212,11 @@ class OAuthService:
         )
 
     async def _account_for(
-        self, db: AsyncSession, provider: str, identity: Identity
+        self, db: AsyncSession, provider: str, identity: Identity, audit: AuditContext
     ) -> dict[str, Any]:
         """The user `identity` signs in as (the full `users` row), linking or creating one as
-        the rules in the module docstring say; nothing is committed."""
+        the rules in the module docstring say; nothing is committed (a new link is audited, in
+        the sign-in's transaction)."""
         linked = (
             await db.execute(
                 select(OAuthAccount.user_id).where(
@@ -228,7 +235,9 @@ class OAuthService:
             )
         email = identity.email.strip().lower()
         user = await crud_users.get(db, email=email)
+        new_user = claimed = False
         if user is None:
+            new_user = True
             try:
                 user = await UserService().create_verified(
                     email=email,
@@ -252,6 +261,7 @@ class OAuthService:
                     f"user {user['id']} is linked to another {provider} identity",
                 )
             if not user["is_verified"]:
+                claimed = True
                 user = await _claim_unverified(db, user)
         db.add(
             OAuthAccount(
@@ -263,6 +273,14 @@ class OAuthService:
             )
         )
         await db.flush()
+        record(
+            db,
+            AuditKind.OAUTH_LINKED,
+            audit,
+            target=Target.user(user["id"]),
+            actor_id=user["id"],
+            data={"provider": provider, "new_user": new_user, "claimed_unverified": claimed},
+        )
         return user
 
 

@@ -82,7 +82,8 @@ class SessionStore(Protocol):
 
     async def list_for_user(self, db: AsyncSession, *, user_id: int) -> list[dict[str, Any]]: ...
 
-    async def delete_by_token(self, db: AsyncSession, token: str) -> None: ...
+    async def delete_by_token(self, db: AsyncSession, token: str) -> tuple[str, int] | None:
+        """End the session behind `token`; its (session id, user id), or None if none."""
 
     async def delete_by_id(self, db: AsyncSession, *, session_id: str, user_id: int) -> bool:
         """Delete one of `user_id`'s sessions; False when it is not theirs or does not exist."""

@@ -104,8 +104,14 @@ class DatabaseSessionStore:
         )
         return [dict(row._mapping) for row in rows]
 
-    async def delete_by_token(self, db: AsyncSession, token: str) -> None:
-        await db.execute(delete(UserSession).where(UserSession.token_hash == hash_token(token)))
+    async def delete_by_token(self, db: AsyncSession, token: str) -> tuple[str, int] | None:
+        ended = await db.execute(
+            delete(UserSession)
+            .where(UserSession.token_hash == hash_token(token))
+            .returning(UserSession.id, UserSession.user_id)
+        )
+        row = ended.first()
+        return (str(row[0]), int(row[1])) if row is not None else None
 
     async def delete_by_id(self, db: AsyncSession, *, session_id: str, user_id: int) -> bool:
         """Delete one of `user_id`'s sessions; False when it is not theirs or does not exist."""

@@ -136,11 +136,14 @@ class KeyValueSessionStore:
             for _, record in await self._records(user_id)
         ]
 
-    async def delete_by_token(self, db: AsyncSession, token: str) -> None:
+    async def delete_by_token(self, db: AsyncSession, token: str) -> tuple[str, int] | None:
         key = hash_token(token)
         record = await self.backend.get(key)
-        if record is not None:
-            await self.backend.delete([key], int(record["user_id"]))
+        if record is None:
+            return None
+        user_id = int(record["user_id"])
+        await self.backend.delete([key], user_id)
+        return str(record["id"]), user_id
 
     async def delete_by_id(self, db: AsyncSession, *, session_id: str, user_id: int) -> bool:
         for key, record in await self._records(user_id):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from unittest.mock import AsyncMock
+from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from src.infrastructure.config import settings
 from src.infrastructure.ratelimit import RATE_LIMIT_HEADERS_KEY
+from src.modules.audit.context import SYSTEM
 from src.modules.common.exceptions import DuplicateValueError, ResourceNotFoundError
 from src.modules.rate_limit import dependencies
 from src.modules.rate_limit.schemas import RateLimitCreate, RateLimitUpdate
@@ -190,7 +191,9 @@ async def test_create_refuses_a_second_rule_for_the_same_path(mocker, tiers):
     crud.exists = AsyncMock(return_value=True)
     payload = RateLimitCreate(path=ROUTE, max_requests=5, period_seconds=60)
     with pytest.raises(DuplicateValueError):
-        await RateLimitService().create(tier_name="pro", payload=payload, db=AsyncMock())
+        await RateLimitService().create(
+            tier_name="pro", payload=payload, db=AsyncMock(), audit=SYSTEM
+        )
     crud.create.assert_not_called()
 
 
@@ -202,9 +205,19 @@ async def test_create_writes_the_rule_for_the_tier_and_refreshes_the_snapshot(mo
     cache = mocker.patch("src.modules.rate_limit.service.rate_limit_rules")
     payload = RateLimitCreate(path=ROUTE, max_requests=5, period_seconds=60)
 
-    created = await RateLimitService().create(tier_name="pro", payload=payload, db=AsyncMock())
+    db = AsyncMock()
+    db.add = MagicMock()
+
+    created = await RateLimitService().create(tier_name="pro", payload=payload, db=db, audit=SYSTEM)
 
     assert created["id"] == 9
+    (event,) = db.add.call_args.args  # the audit row, in the rule's transaction
+    assert (event.kind, event.target_type, event.target_id) == (
+        "rate_limit.created",
+        "rate_limit",
+        "9",
+    )
+    assert event.data["tier"] == "pro"
     row = crud.create.await_args.args[1]
     assert (row.tier_id, row.path, row.max_requests, row.period_seconds) == (2, ROUTE, 5, 60)
     cache.invalidate.assert_called_once()
@@ -215,7 +228,7 @@ async def test_a_rule_of_another_tier_is_not_found(mocker, tiers):
     crud = mocker.patch("src.modules.rate_limit.service.crud_rate_limits")
     crud.get = AsyncMock(return_value=None)
     with pytest.raises(ResourceNotFoundError):
-        await RateLimitService().delete(tier_name="pro", rule_id=1, db=AsyncMock())
+        await RateLimitService().delete(tier_name="pro", rule_id=1, db=AsyncMock(), audit=SYSTEM)
     assert crud.get.await_args.kwargs["tier_id"] == 2
     crud.db_delete.assert_not_called()
 
@@ -234,7 +247,11 @@ async def test_update_to_a_path_the_tier_has_a_rule_for_is_409(mocker, tiers):
     crud.exists = AsyncMock(return_value=True)
     with pytest.raises(DuplicateValueError):
         await RateLimitService().update(
-            tier_name="pro", rule_id=1, payload=RateLimitUpdate(path=ROUTE), db=AsyncMock()
+            tier_name="pro",
+            rule_id=1,
+            payload=RateLimitUpdate(path=ROUTE),
+            db=AsyncMock(),
+            audit=SYSTEM,
         )
     crud.update.assert_not_called()
 

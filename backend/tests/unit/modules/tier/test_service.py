@@ -3,6 +3,7 @@ from unittest.mock import AsyncMock
 import pytest
 
 from src.infrastructure.config import settings
+from src.modules.audit.context import SYSTEM
 from src.modules.common.exceptions import (
     ConflictError,
     DuplicateValueError,
@@ -26,7 +27,7 @@ async def test_create_refuses_duplicate_names(mocker):
     mock_crud = mocker.patch("src.modules.tier.service.crud_tiers")
     mock_crud.exists = AsyncMock(return_value=True)
     with pytest.raises(DuplicateValueError):
-        await TierService().create(payload=TierCreate(name="pro"), db=AsyncMock())
+        await TierService().create(payload=TierCreate(name="pro"), db=AsyncMock(), audit=SYSTEM)
     mock_crud.create.assert_not_called()
 
 
@@ -35,7 +36,7 @@ async def test_default_tier_cannot_be_deleted(mocker):
     mock_crud = mocker.patch("src.modules.tier.service.crud_tiers")
     mock_crud.get = AsyncMock(return_value={"id": 1, "name": settings.DEFAULT_TIER_NAME})
     with pytest.raises(ConflictError):
-        await TierService().delete(name=settings.DEFAULT_TIER_NAME, db=AsyncMock())
+        await TierService().delete(name=settings.DEFAULT_TIER_NAME, db=AsyncMock(), audit=SYSTEM)
     mock_crud.db_delete.assert_not_called()
 
 

@@ -2,6 +2,7 @@ from unittest.mock import AsyncMock
 
 import pytest
 
+from src.modules.audit.context import SYSTEM
 from src.modules.common.exceptions import DuplicateValueError, ResourceNotFoundError
 from src.modules.user.service import UserService
 from tests.helpers.factories import make_principal
@@ -102,6 +103,10 @@ async def test_update_of_someone_else_needs_a_superuser(mocker):
 
     with pytest.raises(ForbiddenError):
         await UserService().update(
-            username="bob", payload=UserUpdate(name="Eve"), actor=actor, db=AsyncMock()
+            username="bob",
+            payload=UserUpdate(name="Eve"),
+            actor=actor,
+            db=AsyncMock(),
+            audit=SYSTEM,
         )
     mock_crud.update.assert_not_called()
