@@ -12,6 +12,7 @@ from src.modules.auth.apikeys.routes import router as api_keys_router
 from src.modules.auth.routes import api_router as auth_router
 from src.modules.rate_limit.dependencies import enforce_rate_limit
 from src.modules.rate_limit.routes import router as rate_limit_router
+from src.modules.rbac.routes import permissions_router, roles_router, user_roles_router
 from src.modules.tier.routes import router as tier_router
 from src.modules.user.routes import router as user_router
 
@@ -21,7 +22,16 @@ PREFIX = "/api/v1"
 def routers() -> tuple[APIRouter, ...]:
     """Every slice's router, as configured now (auth's OAuth routes exist only when a provider
     is configured)."""
-    return (auth_router(), api_keys_router, user_router, tier_router, rate_limit_router)
+    return (
+        auth_router(),
+        api_keys_router,
+        user_router,
+        user_roles_router,
+        tier_router,
+        rate_limit_router,
+        permissions_router,
+        roles_router,
+    )
 
 
 def include_api_v1(app: FastAPI) -> None:
