@@ -99,6 +99,12 @@ class RoleService:
             raise ResourceNotFoundError(f"Role {role_id} not found")
         return _role(row)
 
+    async def get_by_name(self, *, name: str, db: AsyncSession) -> dict[str, Any]:
+        row = (await db.execute(select(*ROLE_COLUMNS).where(Role.name == name))).first()
+        if row is None:
+            raise ResourceNotFoundError(f"Role {name!r} not found")
+        return _role(row)
+
     async def create(
         self, *, payload: RoleCreate, actor: Principal, db: AsyncSession
     ) -> dict[str, Any]:
