@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from src.modules.common.permissions import MAX_NAME_LENGTH
+from src.modules.common.permissions import MAX_NAME_LENGTH, NAME_PATTERN
 
 # Like a tier's name: ASCII letters, digits, "_", " ", "." and "-", at least one not a space;
 # stripped after the checks.
@@ -18,10 +18,14 @@ RoleName = Annotated[
     ),
     AfterValidator(str.strip),
 ]
-RoleDescription = Annotated[str, StringConstraints(max_length=255)]
-# Any text of a permission's length: a name no slice declares is refused by the service with a
-# 422 naming it (the registry is code, so the schema does not list it).
-PermissionName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
+# Any text but control characters (which no database column should hold).
+RoleDescription = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# A well-formed permission name (what the registry allows, so a refusal that names it echoes
+# nothing but such a name); one no slice declares is refused by the service with a 422 naming
+# it (the registry is code, so the schema does not list it).
+PermissionName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)
+]
 PermissionNames = Annotated[list[PermissionName], Field(max_length=200)]
 
 

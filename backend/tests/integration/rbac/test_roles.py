@@ -135,6 +135,11 @@ async def test_roles_crud(superuser_client: AsyncClient, db_session):
         {"name": "ok", "unexpected": 1},
         {"name": "ok", "description": "d" * 256},
         {"name": "ok", "permissions": "user.read"},
+        {"name": "ok", "permissions": ["User.Read"]},
+        {"name": "ok", "permissions": ["user.read,role.read"]},
+        {"name": "ok", "permissions": ["<b>.x"]},
+        {"name": "ok", "description": "a\u0000b"},
+        {"name": "ok", "description": "line\nbreak"},
     ],
 )
 async def test_a_bad_role_is_a_422(superuser_client, db_session, body):
@@ -148,12 +153,12 @@ async def test_unknown_permissions_are_refused_by_name_and_nothing_is_written(
 ):
     client = superuser_client
     created = await client.post(
-        ROLES, json={"name": "typo", "permissions": ["user.read", "users.raed", "nope"]}
+        ROLES, json={"name": "typo", "permissions": ["user.read", "users.raed", "no.pe"]}
     )
     assert created.status_code == 422
     detail = created.json()["detail"]
     assert detail[0]["loc"] == ["body", "permissions"]
-    assert detail[0]["msg"] == "Unknown permissions: nope, users.raed"
+    assert detail[0]["msg"] == "Unknown permissions: no.pe, users.raed"
     assert await role_names(db_session) == []
 
     role_id = await make_role(db_session, "user.read")
