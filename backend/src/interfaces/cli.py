@@ -1,4 +1,5 @@
-"""The `app` command: serve, worker, scheduler, migrate, create-superuser, seed, check-config.
+"""The `app` command: serve, worker, scheduler, migrate, create-superuser, roles, seed,
+check-config.
 
 Installed as a `[project.scripts]` entry, so `uv run app --help` works from `backend/`.
 """
@@ -91,6 +92,10 @@ def one_line_errors(command: Callable[P, T]) -> Callable[P, T]:
 cli = typer.Typer(help="Run and manage the backend.", no_args_is_help=True)
 migrate_cli = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
 cli.add_typer(migrate_cli, name="migrate")
+roles_cli = typer.Typer(
+    help="Roles and permissions (the operator acts as a superuser).", no_args_is_help=True
+)
+cli.add_typer(roles_cli, name="roles")
 
 
 def _alembic_config() -> object:
@@ -180,6 +185,100 @@ def seed() -> None:
 
     _run_with_session(work)
     typer.echo(f"default tier {settings.DEFAULT_TIER_NAME!r} is ready")
+
+
+def _operator() -> Any:
+    """Whoever runs the command: trusted like a superuser (shell access to the server is more
+    than any role grants), so the delegation rules do not apply."""
+    from datetime import UTC, datetime
+
+    from src.modules.auth.sessions import Principal
+
+    return Principal(
+        id=0,
+        username="cli",
+        email="",
+        name="app command",
+        is_superuser=True,
+        tier_id=None,
+        is_verified=True,
+        created_at=datetime.now(UTC),
+    )
+
+
+@roles_cli.command("permissions")
+@one_line_errors
+def roles_permissions() -> None:
+    """List every permission a role may hold."""
+    from src.modules.rbac.registry import REGISTRY
+
+    for permission in REGISTRY.values():
+        typer.echo(f"{permission.name}\t{permission.description}")
+
+
+@roles_cli.command("list")
+@one_line_errors
+def roles_list() -> None:
+    """List the roles with their permissions."""
+    from src.modules.common.schemas import PageParams
+    from src.modules.rbac.service import RoleService
+
+    async def work(db: AsyncSession) -> list[dict[str, Any]]:
+        roles: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            found = await RoleService().list(
+                params=PageParams(page=page, items_per_page=100), db=db
+            )
+            roles += found["data"]
+            if not found["has_more"]:
+                return roles
+            page += 1
+
+    for role in _run_with_session(work):
+        typer.echo(f"{role['id']}\t{role['name']}\t{','.join(role['permissions'])}")
+
+
+@roles_cli.command("create")
+@one_line_errors
+def roles_create(
+    name: Annotated[str, typer.Argument(help="The role's name")],
+    permission: Annotated[
+        list[str] | None, typer.Option("--permission", "-p", help="A permission (repeat)")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What the role is for")] = "",
+) -> None:
+    """Create a role holding the given permissions."""
+    from src.modules.rbac.schemas import RoleCreate
+    from src.modules.rbac.service import RoleService
+
+    payload = RoleCreate(name=name, description=description, permissions=permission or [])
+
+    async def work(db: AsyncSession) -> dict[str, Any]:
+        return await RoleService().create(payload=payload, actor=_operator(), db=db)
+
+    role = _run_with_session(work)
+    typer.echo(f"role {role['name']!r} created (id {role['id']}): {role['permissions']}")
+
+
+@roles_cli.command("assign")
+@one_line_errors
+def roles_assign(
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Argument(help="The role's name")],
+    remove: Annotated[bool, typer.Option("--remove", help="Take the role back")] = False,
+) -> None:
+    """Give a role to a user (or take it back with --remove)."""
+    from src.modules.rbac.service import RoleService
+
+    async def work(db: AsyncSession) -> None:
+        service = RoleService()
+        role_id = (await service.get_by_name(name=role, db=db))["id"]
+        change = service.unassign if remove else service.assign
+        await change(username=username, role_id=role_id, actor=_operator(), db=db)
+
+    _run_with_session(work)
+    typer.echo(f"{username}: role {role!r} {'removed' if remove else 'given'}")
 
 
 @cli.command("create-superuser")

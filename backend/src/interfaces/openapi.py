@@ -8,7 +8,8 @@ statuses implied by how it is built, so they cannot drift from the code:
 
 - from the dependencies it declares (walked recursively, the `/api/v1` router's included):
   `current_session`, `current_user` and friends, `refuse_api_key`: 401; `current_superuser`,
-  `current_verified_user`: 403; any session dependency on an unsafe method: 403 (CSRF);
+  `current_verified_user`, any `require_permissions(...)` (a `PermissionCheck`, which also
+  accepts a key): 403; any session dependency on an unsafe method: 403 (CSRF);
   `enforce_rate_limit`: 429 with `Retry-After` and `X-RateLimit-*`;
 - from its parameters: a path parameter: 404 (nothing by that name or id); any parameter or
   body: 422 with `ErrorResponse` (FastAPI's default model lacks the text `detail` that a
@@ -43,6 +44,7 @@ from src.infrastructure.auth.csrf import SAFE_METHODS
 from src.infrastructure.config import settings
 from src.infrastructure.route_templates import all_route_templates
 from src.modules.auth.dependencies import (
+    PermissionCheck,
     current_session,
     current_superuser,
     current_user,
@@ -85,7 +87,7 @@ def security_schemes() -> dict[str, dict[str, str]]:
 
 def security_requirements(dependant: Dependant) -> list[dict[str, list[str]]] | None:
     """How a route authenticates (see above); None for routes that take no credentials."""
-    calls = set(_calls(dependant))
+    calls = _call_set(dependant)
     if not calls & _SESSION:
         return None
     requirements: list[dict[str, list[str]]] = [{SESSION_SCHEME: []}]
@@ -94,6 +96,15 @@ def security_requirements(dependant: Dependant) -> list[dict[str, list[str]]] | 
     if not calls & _SIGNED_IN:
         requirements.append({})  # optional_session alone: anonymous callers too
     return requirements
+
+
+def _call_set(dependant: Dependant) -> set[Callable[..., Any]]:
+    """The route's dependencies, each permission check standing for `current_superuser` (the
+    same statuses and credentials: a signed-in caller, through a session or a key, or 403)."""
+    calls = set(_calls(dependant))
+    if any(isinstance(call, PermissionCheck) for call in calls):
+        calls.add(current_superuser)
+    return calls
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -119,7 +130,7 @@ def implied_statuses(
     path_params: bool,
 ) -> set[int]:
     """The error statuses a route can answer because of how it is declared (see above)."""
-    calls = set(_calls(dependant))
+    calls = _call_set(dependant)
     statuses = {503}
     if calls & (_SIGNED_IN | _NO_API_KEY):
         statuses.add(401)

@@ -8,6 +8,7 @@ from src.modules.auth.mfa.models import MfaCredential, MfaRecoveryCode
 from src.modules.auth.models import AccountToken, UserSession
 from src.modules.auth.oauth.models import OAuthAccount, OAuthUsedState
 from src.modules.rate_limit.models import RateLimit
+from src.modules.rbac.models import Role, RolePermission, UserRole
 from src.modules.tier.models import Tier
 from src.modules.user.models import User
 
@@ -20,8 +21,11 @@ __all__ = [
     "OAuthAccount",
     "OAuthUsedState",
     "RateLimit",
+    "Role",
+    "RolePermission",
     "TaskOutbox",
     "Tier",
     "User",
+    "UserRole",
     "UserSession",
 ]

@@ -214,5 +214,5 @@ def test_check_config_fails_on_insecure_production_settings(monkeypatch):
 @pytest.mark.unit
 def test_help_lists_every_command():
     result = runner.invoke(cli, ["--help"])
-    for command in ("serve", "migrate", "create-superuser", "seed", "check-config"):
+    for command in ("serve", "migrate", "create-superuser", "roles", "seed", "check-config"):
         assert command in result.output

@@ -45,6 +45,13 @@ class AuditKind(StrEnum):
     USER_DELETED = "user.deleted"
     USER_SUPERUSER_GRANTED = "user.superuser_granted"
     USER_SUPERUSER_REVOKED = "user.superuser_revoked"
+    # roles and permissions
+    ROLE_CREATED = "role.created"
+    ROLE_UPDATED = "role.updated"
+    ROLE_PERMISSIONS_CHANGED = "role.permissions_changed"
+    ROLE_DELETED = "role.deleted"
+    ROLE_ASSIGNED = "role.assigned"
+    ROLE_UNASSIGNED = "role.unassigned"
 
 
 class TargetType(StrEnum):
@@ -55,6 +62,7 @@ class TargetType(StrEnum):
     API_KEY = "api_key"
     TIER = "tier"
     RATE_LIMIT = "rate_limit"
+    ROLE = "role"
 
 
 class Outcome(StrEnum):

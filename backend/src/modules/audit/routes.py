@@ -1,4 +1,4 @@
-"""`/api/v1/audit-events`: the security audit log, read-only, for superusers."""
+"""`/api/v1/audit-events`: the security audit log, read-only, for holders of `audit.read`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from pydantic import AwareDatetime
 
 from src.infrastructure.database.session import DBSession
 from src.modules.audit.kinds import AuditKind, TargetType
+from src.modules.audit.permissions import AUDIT_READ
 from src.modules.audit.schemas import AuditEventRead
 from src.modules.audit.service import AuditFilters, AuditService
-from src.modules.auth.dependencies import SuperUser
+from src.modules.auth.dependencies import require_permissions
+from src.modules.auth.sessions import Principal
 from src.modules.common.schemas import Page, Pagination
 
 router = APIRouter(prefix="/audit-events", tags=["audit"])
+AuditReader = Annotated[Principal, require_permissions(AUDIT_READ)]
 
 UserRef = Annotated[
     str | None,
@@ -29,7 +32,7 @@ UserRef = Annotated[
 
 @router.get("", response_model=Page[AuditEventRead])
 async def list_audit_events(
-    _: SuperUser,  # permission: audit.read
+    _: AuditReader,
     pagination: Pagination,
     db: DBSession,
     actor: UserRef = None,
@@ -48,7 +51,7 @@ async def list_audit_events(
         AwareDatetime | None, Query(description="Before this time (exclusive, with an offset)")
     ] = None,
 ) -> dict[str, Any]:
-    """Security events, newest first, paginated (superusers only). Every filter given must
+    """Security events, newest first, paginated (`audit.read`). Every filter given must
     match: `actor` (who did it) and `target_user` (whose account it concerned) take a user id
     or a username; `target_type` and `target_id` name the object; `kind` may repeat; `since`
     and `until` bound the time (ISO 8601 with an offset; `since` must be before `until`)."""

@@ -9,11 +9,16 @@ query (the key joined to its owner), a `Principal` with `via="apikey"`, no CSRF 
 cookie). `CurrentUser`, `SuperUser`, `VerifiedUser` and `OptionalSession` accept a key (an
 unsafe method needs its `write` scope); `CurrentSession` and `refuse_api_key` are session-only
 and answer a key with 401.
+
+`require_permissions(P, ...)` guards a route by permissions (`Annotated[Principal,
+require_permissions(USER_READ)]`): the caller, through a session or a key, must hold every
+one (a superuser holds them all), else 403 naming the missing ones. The permissions are part of
+the `Principal` the one lookup query built, so the check costs no round trip.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -25,6 +30,7 @@ from src.modules.auth.apikeys.scopes import WRITE
 from src.modules.auth.apikeys.service import resolve_api_key
 from src.modules.auth.sessions import Principal, SessionContext, get_session_store
 from src.modules.common.exceptions import CSRFError, ForbiddenError, NotAuthenticatedError
+from src.modules.common.permissions import Permission
 
 _RESOLVED = "src.auth.session"  # request.scope key: the session resolved for this request
 API_KEY_HEADER = "x-api-key"
@@ -123,6 +129,42 @@ async def current_verified_user(request: Request, db: DBSession) -> Principal:
     if settings.EMAIL_VERIFICATION_REQUIRED and not principal.is_verified:
         raise ForbiddenError(UNVERIFIED)
     return principal
+
+
+def missing_permissions_message(missing: list[str]) -> str:
+    """The 403 text naming what the caller lacks."""
+    plural = "s" if len(missing) > 1 else ""
+    return f"Missing permission{plural}: {', '.join(missing)}"
+
+
+class PermissionCheck:
+    """The dependency `require_permissions` builds: the caller (`current_user`), who must hold
+    every one of `names`. A class, not a closure, so `src.interfaces.openapi` recognises it
+    (401 and 403) whatever it checks."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    async def __call__(self, request: Request, db: DBSession) -> Principal:
+        principal = await current_user(request, db)
+        missing = principal.missing(self.names)
+        if missing:
+            raise ForbiddenError(missing_permissions_message(missing))
+        return principal
+
+    def __repr__(self) -> str:
+        return f"require_permissions({', '.join(self.names)})"
+
+
+def require_permissions(*permissions: Permission) -> Any:
+    """`Depends(...)` on the caller holding all of `permissions`: write
+    `caller: Annotated[Principal, require_permissions(USER_READ)]`, or name the alias once
+    in the slice (`UserReader = Annotated[Principal, require_permissions(USER_READ)]`)."""
+    if not permissions:
+        raise ValueError("require_permissions needs at least one permission")
+    return Depends(PermissionCheck(tuple(sorted({p.name for p in permissions}))))
 
 
 OptionalSession = Annotated[SessionContext | None, Depends(optional_session)]

@@ -1,4 +1,5 @@
-"""`/api/v1/tiers/{name}/rate-limits`: a tier's rate-limit rules, for superusers only.
+"""`/api/v1/tiers/{name}/rate-limits`: a tier's rate-limit rules, for holders of
+`ratelimit.manage`.
 
 A rule's `path` is a route template exactly as the API declares it (see `/openapi.json`), such
 as `/api/v1/users/{username}`, or `*` for every route of the tier without a rule of its own;
@@ -7,7 +8,7 @@ an unknown path is a 422, so a typo never leaves a rule that silently matches no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -15,8 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from src.infrastructure.database.session import DBSession
 from src.infrastructure.ratelimit import all_route_templates
 from src.modules.audit.dependencies import Audit
-from src.modules.auth.dependencies import SuperUser
+from src.modules.auth.dependencies import require_permissions
+from src.modules.auth.sessions import Principal
 from src.modules.common.schemas import Page, Pagination, PathId, responses
+from src.modules.rate_limit.permissions import RATELIMIT_MANAGE
 from src.modules.rate_limit.schemas import (
     ALL_ROUTES,
     RateLimitCreate,
@@ -26,6 +29,7 @@ from src.modules.rate_limit.schemas import (
 from src.modules.rate_limit.service import RateLimitService
 
 router = APIRouter(prefix="/tiers/{name}/rate-limits", tags=["rate limits"])
+RuleManager = Annotated[Principal, require_permissions(RATELIMIT_MANAGE)]
 
 
 def _require_known_path(request: Request, path: str | None) -> None:
@@ -46,7 +50,7 @@ def _require_known_path(request: Request, path: str | None) -> None:
 
 @router.get("", response_model=Page[RateLimitRead])
 async def list_rate_limits(
-    name: str, _: SuperUser, pagination: Pagination, db: DBSession
+    name: str, _: RuleManager, pagination: Pagination, db: DBSession
 ) -> dict[str, Any]:
     """The tier's rules, paginated."""
     return await RateLimitService().list(tier_name=name, params=pagination, db=db)
@@ -62,7 +66,7 @@ async def create_rate_limit(
     name: str,
     payload: RateLimitCreate,
     request: Request,
-    _: SuperUser,
+    _: RuleManager,
     db: DBSession,
     audit: Audit,
 ) -> dict[str, Any]:
@@ -74,7 +78,7 @@ async def create_rate_limit(
 
 @router.get("/{rule_id}", response_model=RateLimitRead)
 async def read_rate_limit(
-    name: str, rule_id: PathId, _: SuperUser, db: DBSession
+    name: str, rule_id: PathId, _: RuleManager, db: DBSession
 ) -> dict[str, Any]:
     """One rule of the tier."""
     return await RateLimitService().get(tier_name=name, rule_id=rule_id, db=db)
@@ -90,7 +94,7 @@ async def update_rate_limit(
     rule_id: PathId,
     payload: RateLimitUpdate,
     request: Request,
-    _: SuperUser,
+    _: RuleManager,
     db: DBSession,
     audit: Audit,
 ) -> dict[str, Any]:
@@ -103,7 +107,7 @@ async def update_rate_limit(
 
 @router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rate_limit(
-    name: str, rule_id: PathId, _: SuperUser, db: DBSession, audit: Audit
+    name: str, rule_id: PathId, _: RuleManager, db: DBSession, audit: Audit
 ) -> None:
     """Remove a rule: the tier's `*` rule or the default applies again."""
     await RateLimitService().delete(tier_name=name, rule_id=rule_id, db=db, audit=audit)

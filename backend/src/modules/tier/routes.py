@@ -1,20 +1,24 @@
-"""`/api/v1/tiers`: anyone may read tiers (the public price list); superusers manage them."""
+"""`/api/v1/tiers`: anyone may read tiers (the public price list); managing them needs
+`tier.manage`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, status
 
 from src.infrastructure.cache import cache
 from src.infrastructure.database.session import DBSession
 from src.modules.audit.dependencies import Audit
-from src.modules.auth.dependencies import SuperUser
+from src.modules.auth.dependencies import require_permissions
+from src.modules.auth.sessions import Principal
 from src.modules.common.schemas import Page, Pagination, responses
+from src.modules.tier.permissions import TIER_MANAGE
 from src.modules.tier.schemas import TierCreate, TierRead, TierUpdate
 from src.modules.tier.service import TIERS_CACHE_TAG, TierService
 
 router = APIRouter(prefix="/tiers", tags=["tiers"])
+TierManager = Annotated[Principal, require_permissions(TIER_MANAGE)]
 
 
 @router.get("", response_model=Page[TierRead])
@@ -38,9 +42,9 @@ async def read_tier(name: str, db: DBSession) -> dict[str, Any]:
     responses=responses(409, e409="A tier has this name"),
 )
 async def create_tier(
-    payload: TierCreate, _: SuperUser, db: DBSession, audit: Audit
+    payload: TierCreate, _: TierManager, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
-    """Create a tier (superusers only). 409 when the name exists."""
+    """Create a tier (`tier.manage`). 409 when the name exists."""
     return await TierService().create(payload=payload, db=db, audit=audit)
 
 
@@ -50,9 +54,9 @@ async def create_tier(
     responses=responses(409, e409="A tier has this name, or this is the default tier"),
 )
 async def update_tier(
-    name: str, payload: TierUpdate, _: SuperUser, db: DBSession, audit: Audit
+    name: str, payload: TierUpdate, _: TierManager, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
-    """Rename a tier (superusers only)."""
+    """Rename a tier (`tier.manage`)."""
     return await TierService().update(name=name, payload=payload, db=db, audit=audit)
 
 
@@ -61,6 +65,6 @@ async def update_tier(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(409, e409="The default tier, or a tier users are on"),
 )
-async def delete_tier(name: str, _: SuperUser, db: DBSession, audit: Audit) -> None:
-    """Delete a tier no user is on (superusers only); the default tier stays."""
+async def delete_tier(name: str, _: TierManager, db: DBSession, audit: Audit) -> None:
+    """Delete a tier no user is on (`tier.manage`); the default tier stays."""
     await TierService().delete(name=name, db=db, audit=audit)

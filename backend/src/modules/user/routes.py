@@ -1,8 +1,9 @@
-"""`/api/v1/users`: sign-up, own profile, public profiles, superuser administration."""
+"""`/api/v1/users`: sign-up, own profile, public profiles, administration (the user list needs
+`user.read`, moving a user to another tier `user.update`; superusers hold every permission)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, status
 
@@ -12,14 +13,18 @@ from src.modules.audit.dependencies import Audit
 from src.modules.auth.dependencies import (
     CurrentSession,
     CurrentUser,
-    SuperUser,
     current_verified_user,
+    require_permissions,
 )
+from src.modules.auth.sessions import Principal
 from src.modules.common.schemas import Page, Pagination, responses
+from src.modules.user.permissions import USER_READ, USER_UPDATE
 from src.modules.user.schemas import UserCreate, UserPublic, UserRead, UserTierUpdate, UserUpdate
 from src.modules.user.service import UserService, profile_cache_key
 
 router = APIRouter(prefix="/users", tags=["users"])
+UserReader = Annotated[Principal, require_permissions(USER_READ)]
+UserUpdater = Annotated[Principal, require_permissions(USER_UPDATE)]
 
 
 @router.post(
@@ -36,8 +41,8 @@ async def sign_up(payload: UserCreate, db: DBSession) -> dict[str, Any]:
 
 
 @router.get("", response_model=Page[UserRead])
-async def list_users(_: SuperUser, pagination: Pagination, db: DBSession) -> dict[str, Any]:
-    """All active users, paginated (superusers only)."""
+async def list_users(_: UserReader, pagination: Pagination, db: DBSession) -> dict[str, Any]:
+    """All active users, paginated (`user.read`)."""
     return await UserService().list(params=pagination, db=db)
 
 
@@ -87,7 +92,7 @@ async def delete_user(username: str, context: CurrentSession, db: DBSession, aud
 
 @router.patch("/{username}/tier", response_model=UserRead)
 async def assign_tier(
-    username: str, payload: UserTierUpdate, _: SuperUser, db: DBSession, audit: Audit
+    username: str, payload: UserTierUpdate, _: UserUpdater, db: DBSession, audit: Audit
 ) -> dict[str, Any]:
-    """Move a user to another tier (superusers only)."""
+    """Move a user to another tier (`user.update`)."""
     return await UserService().assign_tier(username=username, payload=payload, db=db, audit=audit)

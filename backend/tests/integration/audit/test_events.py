@@ -26,6 +26,7 @@ from src.modules.user.service import UserService
 from tests.conftest import SUPERUSER
 from tests.helpers.csrf import browser
 from tests.helpers.factories import DEFAULT_PASSWORD, create_user, login
+from tests.helpers.roles import grant
 from tests.integration.audit.helpers import (
     assert_no_secret,
     assert_request,
@@ -414,6 +415,92 @@ async def test_tier_and_rate_limit_changes(superuser_client, db_session):
         "path": "/api/v1/users/me",
         "max_requests": 9,
         "period_seconds": 60,
+    }
+
+
+async def test_role_changes_and_refused_ones(client, db_session):
+    """Each role change is recorded with its actor, and a refused one (a permission the caller
+    lacks, a duplicate name, a role not held) writes no row."""
+    manager = await create_user(db_session, username="rolemanager")
+    await grant(
+        db_session,
+        manager,
+        "role.create",
+        "role.update",
+        "role.delete",
+        "role.assign",
+        "user.read",
+    )
+    member = await create_user(db_session, username="member")
+    await login(client, manager["username"])
+    headers: dict[str, dict[str, str]] = {}
+
+    headers["role.created"] = request_headers()
+    response = await client.post(
+        "/api/v1/roles",
+        json={"name": "readers", "permissions": ["user.read"]},
+        headers=headers["role.created"],
+    )
+    assert response.status_code == 201, response.text
+    role_id = response.json()["id"]
+    refused = await client.post(  # not held by the caller
+        "/api/v1/roles", json={"name": "auditors", "permissions": ["audit.read"]}
+    )
+    assert refused.status_code == 403
+    duplicate = await client.post("/api/v1/roles", json={"name": "readers", "permissions": []})
+    assert duplicate.status_code == 409
+
+    headers["role.updated"] = request_headers()
+    response = await client.patch(
+        f"/api/v1/roles/{role_id}",
+        json={"description": "read users"},
+        headers=headers["role.updated"],
+    )
+    assert response.status_code == 200, response.text
+    headers["role.permissions_changed"] = request_headers()
+    response = await client.put(
+        f"/api/v1/roles/{role_id}/permissions",
+        json={"permissions": ["role.assign", "user.read"]},
+        headers=headers["role.permissions_changed"],
+    )
+    assert response.status_code == 200, response.text
+    headers["role.assigned"] = request_headers()
+    response = await client.put(
+        f"/api/v1/users/member/roles/{role_id}", headers=headers["role.assigned"]
+    )
+    assert response.status_code == 204, response.text
+    headers["role.unassigned"] = request_headers()
+    response = await client.delete(
+        f"/api/v1/users/member/roles/{role_id}", headers=headers["role.unassigned"]
+    )
+    assert response.status_code == 204, response.text
+    not_held = await client.delete(f"/api/v1/users/member/roles/{role_id}")
+    assert not_held.status_code == 404
+    headers["role.deleted"] = request_headers()
+    response = await client.delete(f"/api/v1/roles/{role_id}", headers=headers["role.deleted"])
+    assert response.status_code == 204, response.text
+
+    for kind, sent in headers.items():
+        event = await the_event(db_session, kind)  # one each: the refusals wrote none
+        assert_request(event, sent, actor_id=manager["id"])
+        if kind in ("role.assigned", "role.unassigned"):
+            assert (event.target_type, event.target_id) == ("user", str(member["id"]))
+            assert event.target_user_id == member["id"]
+            assert event.data == {"role_id": role_id, "role": "readers"}
+        else:
+            assert (event.target_type, event.target_id) == ("role", str(role_id))
+    assert (await the_event(db_session, "role.created")).data == {
+        "name": "readers",
+        "permissions": ["user.read"],
+    }
+    assert (await the_event(db_session, "role.permissions_changed")).data == {
+        "added": ["role.assign"],
+        "removed": [],
+    }
+    assert (await the_event(db_session, "role.updated")).data == {"description": "read users"}
+    assert (await the_event(db_session, "role.deleted")).data == {
+        "name": "readers",
+        "permissions": ["role.assign", "user.read"],
     }
 
 

@@ -13,6 +13,7 @@ from src.modules.auth.apikeys.routes import router as api_keys_router
 from src.modules.auth.routes import api_router as auth_router
 from src.modules.rate_limit.dependencies import enforce_rate_limit
 from src.modules.rate_limit.routes import router as rate_limit_router
+from src.modules.rbac.routes import permissions_router, roles_router, user_roles_router
 from src.modules.tier.routes import router as tier_router
 from src.modules.user.routes import router as user_router
 
@@ -26,8 +27,11 @@ def routers() -> tuple[APIRouter, ...]:
         auth_router(),
         api_keys_router,
         user_router,
+        user_roles_router,
         tier_router,
         rate_limit_router,
+        permissions_router,
+        roles_router,
         audit_router,
     )
 

@@ -3,7 +3,8 @@ the hot path of every `X-API-Key` request.
 
 A key is `fk_<prefix>_<secret>`: the 8-character prefix finds the row (unique index), the
 stored `HMAC(SECRET_KEY, "apikey", key)` is compared in constant time. Resolving is one
-round trip (the key joined to its owner, selecting the `Principal`'s columns);
+round trip (the key joined to its owner, selecting the `Principal`'s columns, the owner's
+permissions included: a key acts with its owner's permissions, its scopes limiting the methods);
 `last_used_at`/`last_used_ip` are written at most once per `TOUCH_INTERVAL` per key.
 """
 
@@ -109,12 +110,8 @@ async def resolve_api_key(db: AsyncSession, key: str, *, ip: str | None) -> Prin
             {"key_id": key_id, "now": now, "cutoff": now - TOUCH_INTERVAL, "ip": ip},
         )
         await db.commit()
-    principal = Principal.from_row(values, via="apikey")
-    return Principal(
-        **{name: getattr(principal, name) for name in principal.profile()},
-        scopes=frozenset(scopes),
-        via="apikey",
-    )
+    # The owner's permissions (same statement); the key's scopes still gate the methods.
+    return Principal.from_row(values, via="apikey", scopes=frozenset(scopes))
 
 
 def held_scopes(principal: Principal) -> frozenset[str]:

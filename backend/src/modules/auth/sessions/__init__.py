@@ -1,6 +1,8 @@
 """Server-side sessions behind one interface, the store chosen by `SESSION_BACKEND`.
 
 - `database` (`database.py`): the `user_sessions` table; one joined query per request.
+
+Every store builds the `Principal` from `PRINCIPAL_COLUMNS`, the user's permissions included.
 - `redis` / `memory` (`keyvalue.py`): a record per session with a TTL plus a per-user index;
   one key-value read plus one user query per request.
 

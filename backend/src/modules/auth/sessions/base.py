@@ -3,18 +3,24 @@
 
 `Principal` is declared once: its database fields are the columns the session lookup selects
 (`PRINCIPAL_COLUMNS` is derived from them), so the caller and the query cannot drift apart.
+Its `permissions` come in that same statement: `PRINCIPAL_COLUMNS` ends with a correlated
+scalar subquery over the user's roles (`user_roles` JOIN `role_permissions`), aggregated into
+one comma-separated string by `func.aggregate_strings` (`string_agg` on Postgres,
+`group_concat` on SQLite). A permission check costs no round trip, and since nothing caches it,
+a role or permission change applies from the caller's next request, on every process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
+from src.modules.rbac.models import RolePermission, UserRole
 from src.modules.user.models import User
 
 Via = Literal["session", "apikey"]
@@ -24,7 +30,8 @@ Via = Literal["session", "apikey"]
 class Principal:
     """The authenticated caller. Routes, services and the rate limiter take this, never a dict.
 
-    Every field but `scopes` and `via` is a column of `users`, read by the session lookup.
+    Every field but `permissions`, `scopes` and `via` is a column of `users`, read by the
+    session lookup; `permissions` is read by the same statement (see above).
     """
 
     id: int
@@ -35,6 +42,9 @@ class Principal:
     tier_id: int | None
     is_verified: bool
     created_at: datetime
+    # The names of the permissions the user's roles hold (a superuser passes every check
+    # whatever this holds: see `allows`). An API key's principal has its owner's.
+    permissions: frozenset[str] = field(default=frozenset())
     # What the credential may do: empty for a session (the user's full rights); an API key
     # carries its own scopes.
     scopes: frozenset[str] = field(default=frozenset())
@@ -44,17 +54,55 @@ class Principal:
         """The user fields (what `UserRead` shows), without copying anything deep."""
         return {name: getattr(self, name) for name in PRINCIPAL_FIELDS}
 
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """Which of `names` this caller lacks, sorted (none for a superuser)."""
+        if self.is_superuser:
+            return []
+        return sorted(set(names) - self.permissions)
+
+    def allows(self, names: Iterable[str]) -> bool:
+        """Whether this caller holds every one of `names` (a superuser holds them all)."""
+        return not self.missing(names)
+
     @classmethod
-    def from_row(cls, row: Sequence[Any], *, via: Via = "session") -> Principal:
+    def from_row(
+        cls, row: Sequence[Any], *, via: Via = "session", scopes: frozenset[str] = frozenset()
+    ) -> Principal:
         """Build from a row that selected `PRINCIPAL_COLUMNS`, in their order."""
-        return cls(**dict(zip(PRINCIPAL_FIELDS, row, strict=True)), via=via)
+        *values, permissions = row
+        return cls(
+            **dict(zip(PRINCIPAL_FIELDS, values, strict=True)),
+            permissions=frozenset(permissions.split(",")) if permissions else frozenset(),
+            scopes=scopes,
+            via=via,
+        )
 
 
-_NOT_COLUMNS = frozenset({"scopes", "via"})
+_NOT_COLUMNS = frozenset({"permissions", "scopes", "via"})
 PRINCIPAL_FIELDS: Final = tuple(f.name for f in fields(Principal) if f.name not in _NOT_COLUMNS)
-PRINCIPAL_COLUMNS: Final[tuple[InstrumentedAttribute[Any], ...]] = tuple(
-    getattr(User, name) for name in PRINCIPAL_FIELDS
+"""The `users` columns of a `Principal` (what `profile()` shows)."""
+
+
+def _permissions_of_user() -> ColumnElement[str | None]:
+    """The user's permission names, comma-separated (NULL without any), correlated to the
+    `users` row of the enclosing query. Permission names never hold a comma (the registry's
+    alphabet, `src.modules.common.permissions`)."""
+    return (
+        select(func.aggregate_strings(RolePermission.permission, ","))
+        .select_from(UserRole)
+        .join(RolePermission, RolePermission.role_id == UserRole.role_id)
+        .where(UserRole.user_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+        .label("permissions")
+    )
+
+
+PRINCIPAL_COLUMNS: Final[tuple[ColumnElement[Any], ...]] = (
+    *(getattr(User, name) for name in PRINCIPAL_FIELDS),
+    _permissions_of_user(),
 )
+"""What the session and API-key lookups select: the `users` columns, then the permissions."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 query), list and revoke sessions.
 
 Written with SQLAlchemy Core rather than FastCRUD because resolving the caller is the hot path
-of every authenticated request: one round trip returns the session and its user together, and
+of every authenticated request: one round trip returns the session and its user together
+(with the user's permissions, `PRINCIPAL_COLUMNS`), and
 `last_seen_at` is written at most once per `SESSION_TOUCH_INTERVAL_SECONDS`.
 """
 

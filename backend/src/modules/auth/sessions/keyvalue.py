@@ -2,7 +2,8 @@
 
 - `redis`: a hash per session under `session:<token hash>` with a TTL equal to the time left
   before the idle or absolute timeout, plus a sorted set per user (for listing, logout
-  everywhere and the per-user cap). Resolving costs one Redis read plus one user query.
+  everywhere and the per-user cap). Resolving costs one Redis read plus one user query (which
+  also reads the user's permissions: the record holds none, so none can go stale).
 - `memory`: the same layout in a dict, for one process (tests, demos).
 
 The key-value logic is written once (`KeyValueSessionStore`) over a four-method backend, so the
