@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     SECRET_KEY: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     # None = on everywhere but production.
     DOCS_ENABLED: bool | None = None
+    # The admin panel at /admin (src/interfaces/admin): superusers (or `admin.access`) only.
+    ADMIN_ENABLED: bool = True
     MAX_REQUEST_BODY_BYTES: int = 1_048_576
     # Backpressure, per process: reads beyond this many at once wait their turn (in arrival
     # order) up to REQUEST_QUEUE_TIMEOUT_SECONDS, then get 503 + Retry-After. Unset: the pool's
