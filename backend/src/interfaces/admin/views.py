@@ -136,6 +136,7 @@ class UserAdmin(AdminView, model=User):
             new_password = PasswordField(
                 "New password",
                 validators=[Optional()],
+                render_kw={"class": "form-control", "autocomplete": "new-password"},
                 description="Leave empty to keep the password. Setting one ends the "
                 "user's sessions.",
             )
