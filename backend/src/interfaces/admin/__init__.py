@@ -14,9 +14,10 @@ no CDN, no inline script, so the pages run under the docs CSP (`script-src 'self
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqladmin import Admin
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
@@ -31,13 +32,23 @@ HERE = Path(__file__).parent
 BASE_URL = "/admin"
 
 
+class LazyEngineSessionMaker(async_sessionmaker[AsyncSession]):
+    """Sessions on the app's engine, created at the first admin request, not at import (as
+    `get_engine` promises: importing the app opens nothing)."""
+
+    def __call__(self, **local_kw: Any) -> AsyncSession:
+        if self.kw.get("bind") is None:
+            self.kw["bind"] = get_engine()
+        return super().__call__(**local_kw)
+
+
 def mount_admin(app: Starlette) -> Admin:
     """Mount the admin panel on `app` at `/admin`."""
     auth = AdminAuth()
     admin = Admin(
         app,
-        # A maker of its own: sqladmin reconfigures the one it is given.
-        session_maker=async_sessionmaker(get_engine(), expire_on_commit=False),
+        # A maker of its own (sqladmin reconfigures the one it is given), bound at first use.
+        session_maker=LazyEngineSessionMaker(expire_on_commit=False),
         base_url=BASE_URL,
         title=f"{settings.APP_NAME} admin",
         templates_dir=str(HERE / "templates"),

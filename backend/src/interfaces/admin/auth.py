@@ -40,7 +40,7 @@ from src.infrastructure.auth.cookies import (
 from src.infrastructure.auth.csrf import SAFE_METHODS, token_is_valid
 from src.infrastructure.auth.tokens import csrf_token_matches, new_csrf_token
 from src.infrastructure.config import settings
-from src.infrastructure.database.session import get_sessionmaker
+from src.infrastructure.database.session import get_read_sessionmaker, get_sessionmaker
 from src.interfaces.admin.access import can_use_admin
 from src.modules.auth.schemas import LoginRequest
 from src.modules.auth.service import AuthService, MfaRequired
@@ -150,9 +150,10 @@ class AdminAuth(AuthenticationBackend):
         token = request.cookies.get(settings.SESSION_COOKIE_NAME)
         if not token:
             return False
-        async with get_sessionmaker()() as db:
+        # Autocommit, as an API read: the lookup is one query (the store may also bump the
+        # session's last-seen time, a single statement).
+        async with get_read_sessionmaker()() as db:
             context = await get_session_store().resolve(db, token)
-            await db.commit()  # the store may have touched the session's last-seen time
         if context is None:
             return False  # sqladmin redirects to the login page
         if not can_use_admin(context.principal):
