@@ -20,6 +20,8 @@ from sqladmin import Admin
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
@@ -63,4 +65,9 @@ def mount_admin(app: Starlette) -> Admin:
     admin.admin.mount("/assets", StaticFiles(directory=HERE / "static"), name="assets")
     for view in views():
         admin.add_view(view)
+
+    async def to_index(_: Request) -> RedirectResponse:  # the mount answers /admin/ only
+        return RedirectResponse(f"{BASE_URL}/", status_code=307)
+
+    app.add_route(BASE_URL, to_index, include_in_schema=False)
     return admin

@@ -91,6 +91,8 @@ async def user_row(user_id: int) -> User:
 
 async def test_unauthenticated_requests_are_sent_to_the_login_page(app: Any, accounts: Any) -> None:
     async with browser(app, csrf_aware=False) as client:
+        bare = await client.get("/admin")
+        assert (bare.status_code, bare.headers["location"]) == (307, "/admin/")
         for path in ("/admin/", "/admin/user/list", "/admin/user/edit/1", "/admin/user/export/csv"):
             response = await client.get(path)
             assert response.status_code == 302, path
