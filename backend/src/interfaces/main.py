@@ -31,6 +31,7 @@ from src.infrastructure.taskiq.brokers import (
     stop_broker,
 )
 from src.infrastructure.taskiq.outbox import OutboxRelay
+from src.interfaces.admin import mount_admin
 from src.interfaces.api.v1 import include_api_v1
 from src.interfaces.docs import add_docs
 from src.interfaces.edge import EdgeMiddleware
@@ -92,6 +93,8 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(metrics_router)
     include_api_v1(app)
+    if settings.ADMIN_ENABLED:
+        mount_admin(app)  # /admin: sqladmin on the same users, sessions and CSRF
     install_openapi(app)  # every status each route can answer, with the error model
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can

@@ -119,13 +119,14 @@ def clear_oauth_flow_cookie(response: Response) -> None:
     )
 
 
-def csrf_cookie_header(session_token: str | None) -> str:
-    """A complete Set-Cookie value carrying a fresh CSRF token bound to `session_token`.
+def csrf_cookie_header(session_token: str | None, token: str | None = None) -> str:
+    """A complete Set-Cookie value carrying a fresh CSRF token bound to `session_token` (or
+    `token`, one `new_csrf_token` just made for it, e.g. to put in a page as well).
 
     Not HttpOnly: the page's JavaScript reads it to echo it in the X-CSRF-Token header.
     """
     parts = [
-        f"{settings.CSRF_COOKIE_NAME}={new_csrf_token(session_token)}",
+        f"{settings.CSRF_COOKIE_NAME}={token or new_csrf_token(session_token)}",
         "Path=/",
         "SameSite=lax",
     ]

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         description="Swagger UI (`/docs`), ReDoc and `/openapi.json`; empty = on everywhere "
         "except production.",
     )
+    ADMIN_ENABLED: bool = Field(
+        True,
+        description="The admin panel at `/admin` (src/interfaces/admin): superusers and holders "
+        "of `admin.access` sign in with their account.",
+    )
     MAX_REQUEST_BODY_BYTES: int = Field(
         1_048_576, description="Requests with a larger body get 413."
     )

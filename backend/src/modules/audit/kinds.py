@@ -42,6 +42,8 @@ class AuditKind(StrEnum):
     RATE_LIMIT_CREATED = "rate_limit.created"
     RATE_LIMIT_UPDATED = "rate_limit.updated"
     RATE_LIMIT_DELETED = "rate_limit.deleted"
+    USER_UPDATED = "user.updated"  # an admin changed profile fields (`fields` names them)
+    USER_SESSIONS_ENDED = "user.sessions_ended"  # an admin signed the user out everywhere
     USER_DELETED = "user.deleted"
     USER_SUPERUSER_GRANTED = "user.superuser_granted"
     USER_SUPERUSER_REVOKED = "user.superuser_revoked"
