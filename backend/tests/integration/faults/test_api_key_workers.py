@@ -1,19 +1,22 @@
-"""`app serve --workers 2`: a revoked or deactivated API key gets 401 on every process.
+"""`app serve --workers 2`: a revoked, deactivated or expired API key gets 401 on every process.
 
 Keys are resolved with one query per request and no cache, so no worker can keep accepting a
 key another worker's request revoked. The server runs on a database of the test's own (a
 fresh Postgres database on the `TEST_DATABASE_URL` server, or a temporary SQLite file); a
 user, a session and two keys are made over real HTTP; each key is used on fresh connections
 (spread over both workers), then revoked (DELETE) or deactivated (PATCH `is_active: false`)
-through the session, after which every request with it is a 401.
+through the session, or created to expire in a few seconds, after which every request with
+it is a 401.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -97,12 +100,16 @@ def _statuses(base_url: str, key: str) -> list[int]:
         return list(pool.map(read, range(REQUESTS)))
 
 
-def test_a_revoked_or_deactivated_key_is_refused_by_every_worker(server: AppServer):
+def test_a_revoked_deactivated_or_expired_key_is_refused_by_every_worker(server: AppServer):
     browser = _session(server.base_url)
     try:
         made = {}
-        for name in ("revoked", "deactivated"):
-            created = browser.post(KEYS, json={"name": name})
+        expiry = datetime.now(UTC) + timedelta(seconds=30)
+        for name in ("revoked", "deactivated", "expiring"):
+            body = {"name": name} | (
+                {"expires_at": expiry.isoformat()} if name == "expiring" else {}
+            )
+            created = browser.post(KEYS, json=body)
             assert created.status_code == 201, created.text
             made[name] = created.json()
         for created in made.values():
@@ -120,6 +127,9 @@ def test_a_revoked_or_deactivated_key_is_refused_by_every_worker(server: AppServ
         assert deactivated.status_code == 200, deactivated.text
         assert deactivated.json()["is_active"] is False
         assert _statuses(server.base_url, made["deactivated"]["key"]) == [401] * REQUESTS
+
+        time.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()) + 0.5)
+        assert _statuses(server.base_url, made["expiring"]["key"]) == [401] * REQUESTS
         [folder_line] = [
             line for line in server.output().splitlines() if line.startswith("metrics of the")
         ]
