@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqladmin import ModelView, action, expose
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -40,11 +40,16 @@ from src.modules.audit.service import Target, record
 from src.modules.auth.apikeys.models import ApiKey
 from src.modules.auth.models import UserSession
 from src.modules.auth.sessions import end_sessions, get_session_store
-from src.modules.common.exceptions import InvalidValueError, ResourceNotFoundError
+from src.modules.common.exceptions import (
+    DomainError,
+    InvalidValueError,
+    ResourceNotFoundError,
+)
 from src.modules.rate_limit.models import RateLimit
 from src.modules.rate_limit.schemas import RateLimitCreate, RateLimitUpdate
 from src.modules.rate_limit.service import RateLimitService
 from src.modules.rbac.models import Role
+from src.modules.rbac.service import RoleService
 from src.modules.tier.models import Tier
 from src.modules.tier.schemas import TierCreate, TierUpdate
 from src.modules.tier.service import TierService
@@ -262,6 +267,61 @@ class UserAdmin(AdminView, model=User):
                     target=Target.user(user.id),
                 )
             await db.commit()
+        return self.back_to_list(request)
+
+    @action("give-role", "Give a role", add_in_detail=True)
+    async def give_role_confirm(self, request: Request) -> Response:
+        return await self._role_form(request, "Give which role to these users?", "Give role")
+
+    @expose("/action/give-role", methods=["POST"])
+    async def give_role(self, request: Request) -> Response:
+        return await self._change_role(request, remove=False)
+
+    @action("take-role", "Take a role back", add_in_detail=True)
+    async def take_role_confirm(self, request: Request) -> Response:
+        return await self._role_form(request, "Take which role back from these users?", "Take")
+
+    @expose("/action/take-role", methods=["POST"])
+    async def take_role(self, request: Request) -> Response:
+        return await self._change_role(request, remove=True)
+
+    async def _role_form(self, request: Request, question: str, label: str) -> Response:
+        async with write_session() as db:
+            roles = (await db.execute(select(Role.id, Role.name).order_by(Role.name))).all()
+        context = {
+            "model_view": self,
+            "pks": self.selected(request),
+            "roles": roles,
+            "question": question,
+            "label": label,
+        }
+        return await self.templates.TemplateResponse(request, "admin/role.html", context)
+
+    async def _change_role(self, request: Request, *, remove: bool) -> Response:
+        """Through `RoleService`, as the signed-in admin: the delegation rules and the audit
+        events of the API apply. Taking back a role a user does not hold skips that user."""
+        try:
+            role_id = _int_pks([str((await request.form()).get("role_id", ""))])[0]
+            async with write_session() as db:
+                await RoleService().get(role_id=role_id, db=db)  # 404 for an unknown role
+                for user in await self._users(db, request):
+                    change = RoleService().unassign if remove else RoleService().assign
+                    try:
+                        await change(
+                            username=user.username,
+                            role_id=role_id,
+                            actor=admin_principal(request),
+                            db=db,
+                            audit=audit_of(request),
+                        )
+                    except ResourceNotFoundError:
+                        if not remove:
+                            raise
+        except DomainError as error:
+            context = {"status_code": error.status_code, "message": error.detail}
+            return await self.templates.TemplateResponse(
+                request, "sqladmin/error.html", context, status_code=error.status_code
+            )
         return self.back_to_list(request)
 
 

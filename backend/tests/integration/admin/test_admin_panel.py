@@ -27,7 +27,7 @@ from src.modules.tier.models import Tier
 from src.modules.user.models import User
 from tests.helpers.csrf import browser
 from tests.helpers.factories import DEFAULT_PASSWORD, create_user
-from tests.helpers.roles import grant
+from tests.helpers.roles import grant, make_role, roles_of
 
 pytestmark = pytest.mark.integration
 
@@ -440,3 +440,41 @@ async def test_admin_access_opens_the_panel_and_only_the_views_of_ones_permissio
         assert "/admin/user/list" not in index.text
     (event,) = await admin_events("tier.created")
     assert event.actor_id == accounts["plain"]["id"]
+
+
+async def test_roles_are_given_and_taken_back_from_the_users_view(
+    admin: AsyncClient, app: Any, accounts: dict[str, dict[str, Any]]
+) -> None:
+    """Through the role service as the admin: the user's next request has the permission, the
+    change is audited, and an unknown role is refused with nothing written."""
+    plain = accounts["plain"]
+    async with get_sessionmaker()() as db:
+        role_id = await make_role(db, "user.read", name="readers")
+    give = f"/admin/user/action/give-role?pks={plain['id']}"
+    page = await admin.get(give)
+    assert page.status_code == 200
+    assert "readers" in page.text
+    assert (await admin.post(give, data={"role_id": str(role_id)})).status_code == 403  # no token
+    async for user in api_session(app, plain["username"]):
+        assert (await user.get("/api/v1/users")).status_code == 403
+        unknown = await admin.post(give, data={"role_id": "999999", "csrf_token": page_token(page)})
+        assert unknown.status_code == 404
+        done = await admin.post(
+            give, data={"role_id": str(role_id), "csrf_token": page_token(page)}
+        )
+        assert done.status_code == 303, done.text
+        assert (await user.get("/api/v1/users")).status_code == 200  # the next request has it
+
+        take = f"/admin/user/action/take-role?pks={plain['id']}"
+        page = await admin.get(take)
+        done = await admin.post(
+            take, data={"role_id": str(role_id), "csrf_token": page_token(page)}
+        )
+        assert done.status_code == 303, done.text
+        assert (await user.get("/api/v1/users")).status_code == 403
+    async with get_sessionmaker()() as db:
+        assert await roles_of(db, plain["id"]) == []
+    for kind in ("role.assigned", "role.unassigned"):
+        (event,) = await admin_events(kind)  # the refused posts wrote none
+        assert event.actor_id == accounts["boss"]["id"]
+        assert event.target_user_id == plain["id"]
