@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from src.infrastructure.database.session import DBSession
 from src.modules.audit.kinds import AuditKind, TargetType
@@ -14,7 +13,7 @@ from src.modules.audit.schemas import AuditEventRead
 from src.modules.audit.service import AuditFilters, AuditService
 from src.modules.auth.dependencies import require_permissions
 from src.modules.auth.sessions import Principal
-from src.modules.common.schemas import Page, Pagination
+from src.modules.common.schemas import IsoDateTime, Page, Pagination
 
 router = APIRouter(prefix="/audit-events", tags=["audit"])
 AuditReader = Annotated[Principal, require_permissions(AUDIT_READ)]
@@ -45,16 +44,16 @@ async def list_audit_events(
         list[AuditKind] | None, Query(description="One or several kinds (repeat the parameter)")
     ] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="From this time (inclusive, with an offset)")
+        IsoDateTime | None, Query(description="From this time (inclusive, with an offset)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="Before this time (exclusive, with an offset)")
+        IsoDateTime | None, Query(description="Before this time (exclusive, with an offset)")
     ] = None,
 ) -> dict[str, Any]:
     """Security events, newest first, paginated (`audit.read`). Every filter given must
     match: `actor` (who did it) and `target_user` (whose account it concerned) take a user id
     or a username; `target_type` and `target_id` name the object; `kind` may repeat; `since`
-    and `until` bound the time (ISO 8601 with an offset; `since` must be before `until`)."""
+    and `until` bound the time (ISO 8601 with an offset; an empty window matches nothing)."""
     filters = AuditFilters(
         actor=actor,
         target_type=target_type,

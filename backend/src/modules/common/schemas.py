@@ -3,10 +3,11 @@ and the error model every route documents (`ErrorResponse`, `responses(...)`).""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Path, Query
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
 from src.infrastructure.config import settings
 
@@ -132,3 +133,18 @@ def responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, 
     parameters, 413/422/429/503 are added to every route that can answer them when the app is
     built (`src/interfaces/openapi.py`)."""
     return {status: error_response(status, descriptions.get(f"e{status}")) for status in statuses}
+
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only ISO 8601 text: pydantic would also read a number (or numeric text) as a Unix
+    time, which the schema (`format: date-time`) does not allow."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+# A time given by a client: ISO 8601 text with an offset, never a bare number.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from src.modules.common.permissions import MAX_NAME_LENGTH, NAME_PATTERN
+from src.modules.rbac.registry import REGISTRY
 
 # Like a tier's name: ASCII letters, digits, "_", " ", "." and "-", at least one not a space;
 # stripped after the checks.
@@ -20,11 +21,13 @@ RoleName = Annotated[
 ]
 # Any text but control characters (which no database column should hold).
 RoleDescription = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
-# A well-formed permission name (what the registry allows, so a refusal that names it echoes
-# nothing but such a name); one no slice declares is refused by the service with a 422 naming
-# it (the registry is code, so the schema does not list it).
+# A well-formed permission name (so a refusal that names it echoes nothing but such a name).
+# The schema lists the registry's names (`enum`), so a client, or a fuzzer, knows exactly what
+# is accepted; the service refuses any other with a 422 naming it.
 PermissionName = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN),
+    Field(json_schema_extra={"enum": sorted(REGISTRY)}),
 ]
 PermissionNames = Annotated[list[PermissionName], Field(max_length=200)]
 

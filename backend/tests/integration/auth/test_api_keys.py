@@ -250,3 +250,12 @@ async def test_the_rate_limit_counts_the_owner_whatever_the_credential(
     assert (await plain_client.get(ME, headers=with_key(created["key"]))).status_code == 200
     assert (await client.get(ME)).status_code == 429
     assert (await plain_client.get(ME, headers=with_key(created["key"]))).status_code == 429
+
+
+@pytest.mark.parametrize("expires_at", [4102444800, "4102444800", "2100-01-01T00:00:00"])
+async def test_an_expiry_must_be_iso_text_with_an_offset(client, owner, expires_at):
+    """Not a Unix time (which the schema's `format: date-time` does not allow), nor a time
+    without a zone."""
+    response = await client.post(KEYS, json={"name": "ci", "expires_at": expires_at})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "expires_at"]

@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from src.modules.auth.apikeys.scopes import API_KEY_SCOPES, READ
+from src.modules.common.schemas import IsoDateTime
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
@@ -31,7 +32,7 @@ class ApiKeyCreate(BaseModel):
 
     name: Name
     scopes: Scopes = Field(default_factory=lambda: ["read"])
-    expires_at: AwareDatetime | None = None
+    expires_at: IsoDateTime | None = None
 
 
 class ApiKeyUpdate(BaseModel):
@@ -41,7 +42,7 @@ class ApiKeyUpdate(BaseModel):
 
     name: Name | None = None
     scopes: Scopes | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: IsoDateTime | None = None
     is_active: bool | None = None
 
 
