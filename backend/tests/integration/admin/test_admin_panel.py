@@ -292,6 +292,13 @@ async def test_a_new_password_follows_the_policy_and_ends_the_users_sessions(
     assert row.hashed_password.startswith("$argon2")
     async for _ in api_session(app, plain["username"], new_password):
         pass
+    # The saved form is in the audit log (the refused one is not): what changed, and the
+    # password by name only.
+    (updated,) = await admin_events("user.updated")
+    assert updated.data == {"fields": ["is_verified"], "via": "admin"}
+    (changed,) = await admin_events("password.changed")
+    assert (changed.actor_id, changed.target_user_id) == (accounts["boss"]["id"], plain["id"])
+    assert new_password not in str(changed.data)
 
 
 async def test_assigning_a_tier_that_does_not_exist_is_refused(
@@ -344,6 +351,8 @@ async def test_end_sessions_goes_through_the_session_store(
             assert done.status_code == 303
             assert (await user.get("/api/v1/users/me")).status_code == 401
         assert (await boss.get("/admin/user/list")).status_code == 200  # the admin's own stays
+    (event,) = await admin_events("user.sessions_ended")
+    assert event.target_user_id == plain["id"]
 
 
 @pytest.mark.skipif(
@@ -361,6 +370,8 @@ async def test_revoking_a_session_row_ends_that_session(
         assert done.status_code == 303
         assert (await user.get("/api/v1/users/me")).status_code == 401
     assert session_id not in (await admin.get("/admin/user-session/list")).text
+    (event,) = await admin_events("auth.session_revoked")
+    assert (event.target_id, event.target_user_id) == (session_id, accounts["plain"]["id"])
 
 
 async def test_revoking_an_api_key_keeps_its_row(
@@ -478,3 +489,16 @@ async def test_roles_are_given_and_taken_back_from_the_users_view(
         (event,) = await admin_events(kind)  # the refused posts wrote none
         assert event.actor_id == accounts["boss"]["id"]
         assert event.target_user_id == plain["id"]
+
+
+async def test_marking_users_verified_is_recorded_once(
+    admin: AsyncClient, accounts: dict[str, dict[str, Any]]
+) -> None:
+    plain = accounts["plain"]
+    url = f"/admin/user/action/verify?pks={plain['id']}"
+    for _ in range(2):  # the second time changes nothing, so records nothing
+        done = await admin.post(url, data={"csrf_token": page_token(await admin.get(url))})
+        assert done.status_code == 303
+    assert (await user_row(plain["id"])).is_verified
+    (event,) = await admin_events("email.verified")
+    assert (event.actor_id, event.target_user_id) == (accounts["boss"]["id"], plain["id"])
