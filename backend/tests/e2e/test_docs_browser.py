@@ -10,6 +10,7 @@ not to the app is aborted and counted, so the pages are proven to need no networ
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,14 +33,19 @@ ARGS = [
 ]
 PASSWORD = "Quiet-Lantern-Orbit-42"
 
+# `.ci/run` sets TEST_REQUIRE_BROWSER=1: there a missing browser is a failure, never a skip.
+REQUIRED = os.environ.get("TEST_REQUIRE_BROWSER") == "1"
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+        not REQUIRED and not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
     ),
     pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="needs the playwright package"
+        not REQUIRED and importlib.util.find_spec("playwright") is None,
+        reason="needs the playwright package (uv sync installs it)",
     ),
 ]
 

@@ -12,6 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.modules.common.permissions import Permission
 from src.modules.rbac.models import Role, RolePermission, UserRole
 
+# The permissions the product promises (each slice declares its own; the registry has them all).
+PROMISED_PERMISSIONS = (
+    "user.read",
+    "user.update",
+    "tier.manage",
+    "ratelimit.manage",
+    "role.read",
+    "role.create",
+    "role.update",
+    "role.delete",
+    "role.assign",
+    "apikey.admin",
+    "audit.read",
+    "admin.access",
+)
+
 _numbers = itertools.count(1)
 
 

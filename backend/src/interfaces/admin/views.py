@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqladmin import ModelView, action, expose
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -30,15 +30,17 @@ from wtforms.validators import Optional
 from src.infrastructure.auth.passwords import hash_password
 from src.infrastructure.cache import invalidate
 from src.infrastructure.config import settings
-from src.infrastructure.database.models import utcnow
 from src.infrastructure.database.session import get_sessionmaker
 from src.interfaces.admin.access import can_use_view
 from src.interfaces.admin.auth import admin_audit, admin_principal
 from src.modules.audit.kinds import AuditKind, TargetType
 from src.modules.audit.models import AuditEvent
+from src.modules.audit.permissions import AUDIT_READ
 from src.modules.audit.service import Target, record
 from src.modules.auth.apikeys.models import ApiKey
+from src.modules.auth.apikeys.service import ApiKeyService
 from src.modules.auth.models import UserSession
+from src.modules.auth.permissions import APIKEY_ADMIN
 from src.modules.auth.sessions import end_sessions, get_session_store
 from src.modules.common.exceptions import (
     DomainError,
@@ -46,19 +48,20 @@ from src.modules.common.exceptions import (
     ResourceNotFoundError,
 )
 from src.modules.rate_limit.models import RateLimit
+from src.modules.rate_limit.permissions import RATELIMIT_MANAGE
 from src.modules.rate_limit.schemas import RateLimitCreate, RateLimitUpdate
 from src.modules.rate_limit.service import RateLimitService
 from src.modules.rbac.models import Role
+from src.modules.rbac.permissions import ROLE_READ
 from src.modules.rbac.service import RoleService
 from src.modules.tier.models import Tier
+from src.modules.tier.permissions import TIER_MANAGE
 from src.modules.tier.schemas import TierCreate, TierUpdate
 from src.modules.tier.service import TierService
 from src.modules.user.models import User
 from src.modules.user.password_policy import enforce_password_policy
 from src.modules.user.schemas import UserUpdate
-from src.modules.user.service import profile_cache_key
-
-audit_of = admin_audit  # the audit facts of an admin write
+from src.modules.user.service import UserService, profile_cache_key
 
 
 def write_session() -> AsyncSession:
@@ -193,7 +196,7 @@ class UserAdmin(AdminView, model=User):
                 )
                 user.hashed_password = await hash_password(password)
                 await end_sessions(db, user_id=user.id)  # before the commit, as the API does
-            audit, target = audit_of(request), Target.user(user.id)
+            audit, target = admin_audit(request), Target.user(user.id)
             if changed:
                 record(db, AuditKind.USER_UPDATED, audit, target=target, data={"fields": changed})
             if password:
@@ -217,7 +220,10 @@ class UserAdmin(AdminView, model=User):
                 if not user.is_verified:
                     user.is_verified = True
                     record(
-                        db, AuditKind.EMAIL_VERIFIED, audit_of(request), target=Target.user(user.id)
+                        db,
+                        AuditKind.EMAIL_VERIFIED,
+                        admin_audit(request),
+                        target=Target.user(user.id),
                     )
             await db.commit()
         return self.back_to_list(request)
@@ -235,15 +241,9 @@ class UserAdmin(AdminView, model=User):
             users = await self._users(db, request)
             if any(user.id == actor.id for user in users):
                 raise InvalidValueError("You cannot deactivate your own account here")
-            for user in users:  # the soft delete of `UserService.delete`
-                user.is_deleted, user.deleted_at = True, utcnow()
-                await end_sessions(db, user_id=user.id)
-                record(
-                    db,
-                    AuditKind.USER_DELETED,
-                    audit_of(request),
-                    target=Target.user(user.id),
-                    data={"username": user.username},
+            for user in users:  # `UserService.delete`'s writes, all in one transaction
+                await UserService().soft_delete(
+                    db, user_id=user.id, username=user.username, audit=admin_audit(request)
                 )
             await db.commit()
         for user in users:
@@ -263,7 +263,7 @@ class UserAdmin(AdminView, model=User):
                 record(
                     db,
                     AuditKind.USER_SESSIONS_ENDED,
-                    audit_of(request),
+                    admin_audit(request),
                     target=Target.user(user.id),
                 )
             await db.commit()
@@ -304,15 +304,15 @@ class UserAdmin(AdminView, model=User):
             role_id = _int_pks([str((await request.form()).get("role_id", ""))])[0]
             async with write_session() as db:
                 await RoleService().get(role_id=role_id, db=db)  # 404 for an unknown role
+                change = RoleService().unassign if remove else RoleService().assign
                 for user in await self._users(db, request):
-                    change = RoleService().unassign if remove else RoleService().assign
                     try:
                         await change(
                             username=user.username,
                             role_id=role_id,
                             actor=admin_principal(request),
                             db=db,
-                            audit=audit_of(request),
+                            audit=admin_audit(request),
                         )
                     except ResourceNotFoundError:
                         if not remove:
@@ -333,12 +333,12 @@ class TierAdmin(AdminView, model=Tier):
     column_searchable_list: ClassVar[Any] = [Tier.name]
     form_columns: ClassVar[Any] = [Tier.name]
     can_delete = True
-    permissions = ("tier.manage",)
+    permissions = (TIER_MANAGE.name,)
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         async with write_session() as db:
             created = await TierService().create(
-                payload=TierCreate(name=data["name"]), db=db, audit=audit_of(request)
+                payload=TierCreate(name=data["name"]), db=db, audit=admin_audit(request)
             )
             return await db.get(Tier, created["id"])
 
@@ -349,7 +349,7 @@ class TierAdmin(AdminView, model=Tier):
                 raise ResourceNotFoundError("Tier not found")
             payload = TierUpdate(name=data["name"])
             await TierService().update(
-                name=tier.name, payload=payload, db=db, audit=audit_of(request)
+                name=tier.name, payload=payload, db=db, audit=admin_audit(request)
             )
             await db.refresh(tier)
             return tier
@@ -359,7 +359,7 @@ class TierAdmin(AdminView, model=Tier):
             tier = await db.get(Tier, _int_pks([str(pk)])[0])
             if tier is None:
                 raise ResourceNotFoundError("Tier not found")
-            await TierService().delete(name=tier.name, db=db, audit=audit_of(request))
+            await TierService().delete(name=tier.name, db=db, audit=admin_audit(request))
 
 
 class RateLimitAdmin(AdminView, model=RateLimit):
@@ -382,7 +382,7 @@ class RateLimitAdmin(AdminView, model=RateLimit):
     ]
     form_include_pk = True  # lets the `tier_id` foreign key into the form
     can_delete = True
-    permissions = ("ratelimit.manage",)
+    permissions = (RATELIMIT_MANAGE.name,)
 
     @staticmethod
     async def _tier_name(db: AsyncSession, tier_id: Any) -> str:
@@ -398,7 +398,7 @@ class RateLimitAdmin(AdminView, model=RateLimit):
                 {key: data.get(key) for key in ("path", "max_requests", "period_seconds")}
             )
             created = await RateLimitService().create(
-                tier_name=tier_name, payload=payload, db=db, audit=audit_of(request)
+                tier_name=tier_name, payload=payload, db=db, audit=admin_audit(request)
             )
             await db.commit()
             return await db.get(RateLimit, created["id"])
@@ -419,7 +419,7 @@ class RateLimitAdmin(AdminView, model=RateLimit):
                 rule_id=rule.id,
                 payload=payload,
                 db=db,
-                audit=audit_of(request),
+                audit=admin_audit(request),
             )
             await db.commit()
             await db.refresh(rule)
@@ -432,7 +432,7 @@ class RateLimitAdmin(AdminView, model=RateLimit):
                 raise ResourceNotFoundError("Rule not found")
             tier_name = await self._tier_name(db, rule.tier_id)
             await RateLimitService().delete(
-                tier_name=tier_name, rule_id=rule.id, db=db, audit=audit_of(request)
+                tier_name=tier_name, rule_id=rule.id, db=db, audit=admin_audit(request)
             )
 
 
@@ -458,7 +458,7 @@ class ApiKeyAdmin(AdminView, model=ApiKey):
     column_default_sort: ClassVar[Any] = [(ApiKey.id, True)]
     can_create = False  # a key is shown once, to its owner: `POST /api/v1/api-keys`
     can_edit = False
-    permissions = ("apikey.admin",)
+    permissions = (APIKEY_ADMIN.name,)
 
     @action("revoke", "Revoke", add_in_detail=True)
     async def revoke_confirm(self, request: Request) -> Response:
@@ -469,20 +469,7 @@ class ApiKeyAdmin(AdminView, model=ApiKey):
         ids = _int_pks(self.selected(request))
         async with write_session() as db:
             # Revoked, never deleted: the row stays for audit (as `ApiKeyService.revoke`).
-            revoked = await db.execute(
-                update(ApiKey)
-                .where(ApiKey.id.in_(ids), ApiKey.revoked_at.is_(None))
-                .values(revoked_at=utcnow(), is_active=False)
-                .returning(ApiKey.id, ApiKey.user_id)
-            )
-            for key_id, owner_id in revoked.all():
-                record(
-                    db,
-                    AuditKind.API_KEY_REVOKED,
-                    audit_of(request),
-                    target=Target.of(TargetType.API_KEY, key_id, user_id=owner_id),
-                )
-            await db.commit()
+            await ApiKeyService().revoke_any(key_ids=ids, db=db, audit=admin_audit(request))
         return self.back_to_list(request)
 
 
@@ -525,7 +512,7 @@ class SessionAdmin(AdminView, model=UserSession):
                     record(
                         db,
                         AuditKind.SESSION_REVOKED,
-                        audit_of(request),
+                        admin_audit(request),
                         target=Target.of(TargetType.SESSION, session_id, user_id=row.user_id),
                     )
             await db.commit()
@@ -543,7 +530,7 @@ class RoleAdmin(AdminView, model=Role):
     column_searchable_list: ClassVar[Any] = [Role.name]
     can_create = False
     can_edit = False
-    permissions = ("role.read",)
+    permissions = (ROLE_READ.name,)
 
 
 class AuditEventAdmin(AdminView, model=AuditEvent):
@@ -574,7 +561,7 @@ class AuditEventAdmin(AdminView, model=AuditEvent):
     column_default_sort: ClassVar[Any] = [(AuditEvent.id, True)]
     can_create = False
     can_edit = False
-    permissions = ("audit.read",)
+    permissions = (AUDIT_READ.name,)
 
 
 VIEWS: list[type[AdminView]] = [

@@ -229,19 +229,26 @@ class UserService:
     ) -> None:
         """Soft delete: the row stays (email and username stay reserved), sessions end."""
         user = await self._get_for_write(username=username, actor=actor, db=db)
+        await self.soft_delete(db, user_id=user["id"], username=user["username"], audit=audit)
+        await db.commit()
+        await invalidate(profile_cache_key(user["username"]))
+
+    async def soft_delete(
+        self, db: AsyncSession, *, user_id: int, username: str, audit: AuditContext
+    ) -> None:
+        """The writes of a soft delete, in the caller's transaction (it commits, then drops
+        the profile from the cache): the flag, the end of every session, the audit event."""
         await crud_users.update(
-            db, {"is_deleted": True, "deleted_at": utcnow()}, id=user["id"], commit=False
+            db, {"is_deleted": True, "deleted_at": utcnow()}, id=user_id, commit=False
         )
-        await end_sessions(db, user_id=user["id"])
+        await end_sessions(db, user_id=user_id)
         record(
             db,
             AuditKind.USER_DELETED,
             audit,
-            target=Target.user(user["id"]),
-            data={"username": user["username"]},
+            target=Target.user(user_id),
+            data={"username": username},
         )
-        await db.commit()
-        await invalidate(profile_cache_key(user["username"]))
 
     async def assign_tier(
         self,

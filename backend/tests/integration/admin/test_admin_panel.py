@@ -22,7 +22,6 @@ from src.infrastructure.config import settings
 from src.infrastructure.database.session import get_sessionmaker
 from src.modules.audit.models import AuditEvent
 from src.modules.auth.apikeys.models import ApiKey
-from src.modules.auth.throttle import login_throttle
 from src.modules.tier.models import Tier
 from src.modules.user.models import User
 from tests.helpers.csrf import browser
@@ -146,10 +145,9 @@ async def test_a_plain_user_is_refused_and_keeps_no_session(
 
 
 async def test_wrong_passwords_get_the_login_error_and_then_the_throttle(
-    app: Any, accounts: dict[str, dict[str, Any]]
+    app: Any, accounts: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not login_throttle.enabled:
-        pytest.skip("the login throttle is off")
+    monkeypatch.setattr(settings, "RATE_LIMIT_ENABLED", True)  # the throttle is on
     async with browser(app, csrf_aware=False) as client:
         response = await admin_login(client, accounts["boss"]["username"], "Wrong-Password-123")
         assert response.status_code == 401

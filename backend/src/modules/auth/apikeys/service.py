@@ -11,11 +11,13 @@ permissions included: a key acts with its owner's permissions, its scopes limiti
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from src.infrastructure.auth.tokens import api_key_matches, hash_api_key
 from src.infrastructure.database.models import UTCDateTime, utcnow
@@ -233,13 +235,15 @@ class ApiKeyService:
         """Revoke for good (idempotent: revoking again changes nothing and records nothing);
         the row stays for audit."""
         await self._read(db, user_id=user_id, key_id=key_id)
-        result = await db.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), is_active=False)
-        )
-        if getattr(result, "rowcount", 0):
-            record(db, AuditKind.API_KEY_REVOKED, audit, target=_target(key_id, user_id))
+        await _revoke(db, audit, ApiKey.id == key_id, ApiKey.user_id == user_id)
+        await db.commit()
+
+    async def revoke_any(
+        self, *, key_ids: Sequence[int], db: AsyncSession, audit: AuditContext
+    ) -> None:
+        """Revoke these keys whoever owns them (the admin panel, `apikey.admin`), in one
+        transaction; keys already revoked, or unknown ids, change and record nothing."""
+        await _revoke(db, audit, ApiKey.id.in_(key_ids))
         await db.commit()
 
     async def _read(self, db: AsyncSession, *, user_id: int, key_id: int) -> dict[str, Any]:
@@ -251,6 +255,18 @@ class ApiKeyService:
         if row is None:
             raise ResourceNotFoundError("No such API key")
         return dict(row._mapping)
+
+
+async def _revoke(db: AsyncSession, audit: AuditContext, *where: ColumnElement[bool]) -> None:
+    """Revoke the live keys matching `where` (the rows stay for audit), one event each."""
+    revoked = await db.execute(
+        update(ApiKey)
+        .where(*where, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), is_active=False)
+        .returning(ApiKey.id, ApiKey.user_id)
+    )
+    for key_id, owner_id in revoked.all():
+        record(db, AuditKind.API_KEY_REVOKED, audit, target=_target(key_id, owner_id))
 
 
 def _target(key_id: int, user_id: int) -> Target:

@@ -11,6 +11,7 @@ from src.modules.auth.dependencies import PermissionCheck, require_permissions
 from src.modules.common.permissions import Permission
 from src.modules.rbac import registry
 from tests.helpers.factories import make_principal
+from tests.helpers.roles import PROMISED_PERMISSIONS
 
 pytestmark = pytest.mark.unit
 
@@ -27,20 +28,7 @@ def _checks(dependant) -> list[PermissionCheck]:
 def test_the_registry_holds_every_slices_permissions_once_sorted():
     names = list(registry.REGISTRY)
     assert names == sorted(names)
-    for name in (
-        "user.read",
-        "user.update",
-        "tier.manage",
-        "ratelimit.manage",
-        "role.read",
-        "role.create",
-        "role.update",
-        "role.delete",
-        "role.assign",
-        "apikey.admin",
-        "audit.read",
-        "admin.access",
-    ):
+    for name in PROMISED_PERMISSIONS:
         assert registry.REGISTRY[name].name == name
     assert registry.unknown(["user.read", "nope", "a.b"]) == ["a.b", "nope"]
 
