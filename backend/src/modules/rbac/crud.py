@@ -8,13 +8,14 @@ from typing import Any
 from fastcrud import FastCRUD
 from sqlalchemy import func, select
 
+from src.infrastructure.database.functions import comma_joined
 from src.modules.rbac.models import Role, RolePermission, UserRole
 
 crud_roles: FastCRUD[Role, Any, Any, Any, Any, Any] = FastCRUD(Role)
 
 # A role's permissions, comma-separated (NULL for none), correlated to the enclosing `roles` row.
 _ROLE_PERMISSIONS = (
-    select(func.aggregate_strings(RolePermission.permission, ","))
+    select(comma_joined(RolePermission.permission))
     .where(RolePermission.role_id == Role.id)
     .correlate(Role)
     .scalar_subquery()

@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from src.infrastructure.auth.tokens import api_key_matches, hash_api_key
 from src.infrastructure.database.models import UTCDateTime, utcnow
+from src.infrastructure.database.statements import fetch_row
 from src.modules.audit.context import AuditContext
 from src.modules.audit.kinds import AuditKind, TargetType
 from src.modules.audit.service import Target, record
@@ -99,15 +100,14 @@ async def resolve_api_key(db: AsyncSession, key: str, *, ip: str | None) -> Prin
     if prefix is None:
         return None
     now = utcnow()
-    connection = await db.connection()
-    row = (await connection.execute(_RESOLVE, {"prefix": prefix, "now": now})).first()
+    row = await fetch_row(db, _RESOLVE, {"prefix": prefix, "now": now})
     if row is None:
         return None
     key_id, key_hash, scopes, last_used_at, *values = row
     if not api_key_matches(key, key_hash):
         return None
     if last_used_at is None or now - last_used_at >= TOUCH_INTERVAL:
-        await connection.execute(
+        await (await db.connection()).execute(
             _TOUCH,
             {"key_id": key_id, "now": now, "cutoff": now - TOUCH_INTERVAL, "ip": ip},
         )

@@ -5,8 +5,8 @@
 (`PRINCIPAL_COLUMNS` is derived from them), so the caller and the query cannot drift apart.
 Its `permissions` come in that same statement: `PRINCIPAL_COLUMNS` ends with a correlated
 scalar subquery over the user's roles (`user_roles` JOIN `role_permissions`), aggregated into
-one comma-separated string by `func.aggregate_strings` (`string_agg` on Postgres,
-`group_concat` on SQLite). A permission check costs no round trip, and since nothing caches it,
+one comma-separated string by `comma_joined` (`string_agg` on Postgres, `group_concat` on
+SQLite). A permission check costs no round trip, and since nothing caches it,
 a role or permission change applies from the caller's next request, on every process.
 """
 
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.infrastructure.database.functions import comma_joined
 from src.modules.rbac.models import RolePermission, UserRole
 from src.modules.user.models import User
 
@@ -88,7 +89,7 @@ def _permissions_of_user() -> ColumnElement[str | None]:
     `users` row of the enclosing query. Permission names never hold a comma (the registry's
     alphabet, `src.modules.common.permissions`)."""
     return (
-        select(func.aggregate_strings(RolePermission.permission, ","))
+        select(comma_joined(RolePermission.permission))
         .select_from(UserRole)
         .join(RolePermission, RolePermission.role_id == UserRole.role_id)
         .where(UserRole.user_id == User.id)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.auth.tokens import hash_token, new_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import UTCDateTime, utcnow
+from src.infrastructure.database.statements import fetch_row
 from src.modules.auth.models import UserSession
 from src.modules.auth.sessions.base import PRINCIPAL_COLUMNS, Principal, SessionContext
 from src.modules.user.models import User
@@ -68,17 +69,15 @@ class DatabaseSessionStore:
         """The live session behind `token` with its user, or None (unknown, expired, deleted)."""
         now = utcnow()
         idle_cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
-        # Core execution on the session's connection: same transaction, no ORM bookkeeping.
-        connection = await db.connection()
-        result = await connection.execute(
-            _RESOLVE, {"token_hash": hash_token(token), "now": now, "idle_cutoff": idle_cutoff}
+        # A prebuilt statement on the session's connection: same transaction, no ORM.
+        row = await fetch_row(
+            db, _RESOLVE, {"token_hash": hash_token(token), "now": now, "idle_cutoff": idle_cutoff}
         )
-        row = result.first()
         if row is None:
             return None
         session_id, last_seen_at, *values = row
         if now - last_seen_at > timedelta(seconds=settings.SESSION_TOUCH_INTERVAL_SECONDS):
-            await connection.execute(_TOUCH, {"session_id": session_id, "now": now})
+            await (await db.connection()).execute(_TOUCH, {"session_id": session_id, "now": now})
             await db.commit()
         return SessionContext(
             session_id=session_id, token=token, principal=Principal.from_row(values)

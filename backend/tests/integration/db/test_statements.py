@@ -1,0 +1,234 @@
+"""The hot-read path of `infrastructure/database/statements.py` on a real Postgres.
+
+A prebuilt SELECT is sent straight to the session's asyncpg connection; these tests prove it
+returns exactly what SQLAlchemy's own execution returns (keys, values, types: timezone-aware
+datetimes, JSON, NULLs), that it is really taken, and that it steps aside where it must: a
+transaction not begun yet on the server, statement listeners, a driver error, a dead connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete, event, exc, func, insert, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from src.infrastructure.auth.tokens import hash_token
+from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_row, fetch_value
+from src.modules.auth.apikeys.models import ApiKey
+from src.modules.auth.apikeys.service import _RESOLVE as KEY_RESOLVE
+from src.modules.auth.sessions.database import _RESOLVE as SESSION_RESOLVE
+from src.modules.auth.sessions.database import DatabaseSessionStore
+from src.modules.rbac.crud import ROLES_PAGE
+from src.modules.rbac.models import Role
+from src.modules.user.models import User
+from src.modules.user.service import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE
+from tests.conftest import TEST_DB_URL
+from tests.helpers.database import is_sqlite
+from tests.helpers.factories import create_user
+from tests.helpers.roles import grant
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(is_sqlite(TEST_DB_URL), reason="the raw path is asyncpg's (Postgres)"),
+]
+
+Fetch = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def driver_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of every statement sent through asyncpg's `fetch`/`fetchrow` directly (the
+    SQLAlchemy adapter uses prepared statements instead, so it does not show here)."""
+    calls: list[str] = []
+    for name in ("fetch", "fetchrow"):
+        original = getattr(asyncpg.Connection, name)
+
+        def spy(self: Any, query: str, *args: Any, _original: Any = original, **kw: Any) -> Any:
+            calls.append(query)
+            return _original(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, spy)
+    return calls
+
+
+@contextmanager
+def through_sqlalchemy(engine: AsyncEngine) -> Iterator[list[str]]:
+    """A statement listener: while it is attached, every statement takes SQLAlchemy's path."""
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+
+
+def typed(value: Any) -> Any:
+    """A value with its type spelled out, so `1 == True` or naive == aware cannot pass."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [typed(item) for item in value]
+    if isinstance(value, datetime):
+        return ("datetime", value.isoformat(), value.utcoffset())
+    return (type(value).__name__, value)
+
+
+@pytest_asyncio.fixture
+async def reader(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session as a GET request gets one: autocommit."""
+    engine = db_engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        yield session
+
+
+@pytest_asyncio.fixture
+async def committed(db_engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
+    """A user with two roles, a session and an API key, committed (an autocommit read sees
+    committed rows only), and removed afterwards."""
+    maker = async_sessionmaker(db_engine, expire_on_commit=False)
+    async with maker() as db:
+        user = await create_user(db, name="Zoë")
+        other = await create_user(db)
+        await db.commit()
+        roles = [await grant(db, user, "user.read"), await grant(db, user, "role.read")]
+        token = await DatabaseSessionStore().create(
+            db, user_id=user["id"], ip_address="127.0.0.1", user_agent=None
+        )
+        prefix = uuid.uuid4().hex[:8]
+        await db.execute(
+            insert(ApiKey).values(
+                user_id=user["id"],
+                name="ci",
+                prefix=prefix,
+                key_hash="x" * 64,
+                scopes=["users:read", "profile:write"],
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            )
+        )
+        await db.commit()
+    try:
+        yield {"user": user, "token": token, "prefix": prefix}
+    finally:
+        async with maker() as db:
+            await db.execute(delete(User).where(User.id.in_([user["id"], other["id"]])))
+            await db.execute(delete(Role).where(Role.id.in_(roles)))
+            await db.commit()
+
+
+async def test_every_hot_statement_reads_what_sqlalchemy_reads(
+    reader: AsyncSession,
+    committed: dict[str, Any],
+    db_engine: AsyncEngine,
+    driver_calls: list[str],
+) -> None:
+    user, token, prefix = committed["user"], committed["token"], committed["prefix"]
+    now = datetime.now(UTC)
+    session_params = {
+        "token_hash": hash_token(token),
+        "now": now,
+        "idle_cutoff": now - timedelta(hours=1),
+    }
+    cases: list[tuple[Fetch, Any, dict[str, Any] | None]] = [
+        (fetch_one, PUBLIC_PROFILE, {"username": user["username"]}),
+        (fetch_one, PUBLIC_PROFILE, {"username": "nobody-at-all"}),
+        (fetch_all, USERS_PAGE, {"limit": 10, "offset": 0}),
+        (fetch_all, USERS_PAGE, {"limit": 10, "offset": 10_000}),
+        (fetch_value, USERS_COUNT, None),
+        (fetch_all, ROLES_PAGE, None),
+        (fetch_row, SESSION_RESOLVE, session_params),
+        (fetch_row, KEY_RESOLVE, {"prefix": prefix, "now": now}),
+        (fetch_one, select(User.id, literal(None).label("nothing")), None),
+    ]
+    for fetch, statement, params in cases:
+        before = len(driver_calls)
+        raw = await fetch(reader, statement, params)
+        assert len(driver_calls) == before + 1, f"{statement} did not take the raw path"
+        with through_sqlalchemy(db_engine) as seen:
+            expected = await fetch(reader, statement, params)
+        assert len(seen) == 1  # SQLAlchemy's path this time
+        assert len(driver_calls) == before + 1
+        assert typed(raw) == typed(expected), statement
+
+    # What the reads found, so that "equal" is not "equally empty".
+    profile = await fetch_one(reader, PUBLIC_PROFILE, {"username": user["username"]})
+    assert profile is not None
+    assert profile["name"] == "Zoë"
+    assert profile["created_at"].tzinfo is not None
+    session_row = await fetch_row(reader, SESSION_RESOLVE, session_params)
+    assert session_row is not None
+    assert session_row[3] == user["username"]
+    assert session_row[1].tzinfo is not None
+    assert sorted(session_row[-1].split(",")) == ["role.read", "user.read"]
+    key_row = await fetch_row(reader, KEY_RESOLVE, {"prefix": prefix, "now": now})
+    assert key_row is not None
+    assert key_row[2] == ["users:read", "profile:write"]
+    assert await fetch_value(reader, USERS_COUNT) >= 2
+
+
+async def test_a_read_in_a_transaction_takes_sqlalchemys_path(
+    db_session: AsyncSession, driver_calls: list[str]
+) -> None:
+    """A write request's session: a failed statement would abort its transaction, and
+    SQLAlchemy sends BEGIN with its first statement."""
+    user = await create_user(db_session)
+    assert await fetch_one(db_session, PUBLIC_PROFILE, {"username": user["username"]})
+    async with async_sessionmaker(db_session.bind)() as session:
+        assert await fetch_value(session, select(literal(7))) == 7
+    assert driver_calls == []
+
+
+async def test_expanding_lists_and_text_take_sqlalchemys_path(
+    reader: AsyncSession, driver_calls: list[str]
+) -> None:
+    assert await fetch_all(reader, select(literal(1).label("n")).where(literal(2).in_([2, 3]))) == [
+        {"n": 1}
+    ]
+    assert await fetch_all(reader, text("SELECT 1 AS one")) == [{"one": 1}]
+    assert driver_calls == []
+
+
+async def test_a_server_error_is_sqlalchemys_error(reader: AsyncSession) -> None:
+    """The statement runs again through SQLAlchemy, which raises what the error handlers
+    expect (a NUL in text is a 422 there, `interfaces/errors.py`)."""
+    with pytest.raises(exc.DBAPIError) as raised:
+        await fetch_one(reader, PUBLIC_PROFILE, {"username": "a\x00b"})
+    assert "0x00" in str(raised.value.orig)
+
+
+async def test_a_driver_error_is_retried_through_sqlalchemy(
+    reader: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the driver raises, the read runs again through SQLAlchemy, which answers it
+    (here) or raises the error the application maps (below)."""
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise asyncpg.exceptions.InterfaceError("cannot perform operation")
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", broken)
+    assert await fetch_value(reader, select(literal(41) + 1)) == 42
+
+
+async def test_a_dead_connection_raises_sqlalchemys_disconnect_error(
+    db_engine: AsyncEngine,
+) -> None:
+    """The error the 503 handler and the pool's invalidation recognise, not a raw asyncpg one."""
+    reader = db_engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with async_sessionmaker(reader)() as session:
+        pid = await fetch_value(session, select(func.pg_backend_pid()))
+        async with db_engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(exc.DBAPIError) as raised:
+            await fetch_value(session, select(literal(1)))
+        assert raised.value.connection_invalidated
