@@ -102,11 +102,13 @@ def limit_per_period(amount: int, period_seconds: int) -> RateLimitItem:
     return RateLimitItemPerSecond(amount, period_seconds)
 
 
+@lru_cache(maxsize=4096)
 def ip_bucket(address: str) -> str:
     """The key for a client address: IPv4 as is, IPv6 by its /64 network.
 
     One IPv6 subscriber usually holds a whole /64, so keying by single addresses would let a
-    client rotate through billions of keys.
+    client rotate through billions of keys. Remembered for the last 4,096 addresses: parsing
+    one was 1.5% of an anonymous read.
     """
     try:
         ip = ipaddress.ip_address(address)
