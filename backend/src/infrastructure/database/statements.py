@@ -6,33 +6,45 @@ once at import time as Core statements with bind parameters, and run here on the
 connection. Same session, same transaction, so `app.dependency_overrides[async_session]` still
 reaches them.
 
-On Postgres a SELECT goes one step further: it is compiled once per statement and sent straight
-to the session's asyncpg connection (its prepared-statement cache), skipping SQLAlchemy's
-execution context, cursor adapter and result objects: 7% of a profile read's CPU, 19% of
-`/users/me`'s (docs/performance.md). Hand-written because SQLAlchemy has no such "compiled
-once, executed raw" path; what it keeps of SQLAlchemy is the compiled SQL and the types' own
-bind and result processors (`UTCDateTime`, JSON, enums...), so a row comes back exactly as it
-would through `Connection.execute`: the tests compare both paths. It steps aside, for
+On Postgres a SELECT marked `prebuilt(...)` goes one step further: it is compiled once and
+sent straight to the session's asyncpg connection (asyncpg's statement cache), skipping
+SQLAlchemy's execution context, cursor adapter and result objects: 7-14% of a profile read's
+CPU, a fifth of `/users/me`'s (docs/performance.md). Hand-written because SQLAlchemy has no such
+"compiled once, executed raw" path; what it keeps of SQLAlchemy is the compiled SQL, the
+types' own bind and result processors (`UTCDateTime`, JSON, enums...) and the result keys,
+learnt from the statement's first execution through SQLAlchemy, so a row comes back exactly as
+it would through `Connection.execute`: the tests compare both paths. It steps aside, for
 SQLAlchemy's own path, when:
 
-- the statement is not a SELECT, or needs per-call compilation (an expanding `IN` list, a
-  literal rendered at execution);
+- the statement is not marked (statements built per call are not worth compiling apart), not
+  a SELECT, needs per-call compilation (an expanding `IN` list, a literal rendered at
+  execution), repeats a column name, or has a type whose result processor needs the driver's
+  column type (`Numeric`, `Float`);
 - the connection is in a transaction (a write request; tests wrap theirs in one): inside a
   transaction a failed statement aborts it, so it could not be run again to get SQLAlchemy's
   error, and SQLAlchemy sends BEGIN lazily, with its first statement. Safe-method requests run
   in autocommit (`session.py`), and they are the hot path;
-- anything listens to statement execution (`echo`, a `before_cursor_execute` listener such as
-  tracing or a test counting statements), so instrumentation sees every statement;
+- anything watches statements (`echo` or the `sqlalchemy.engine` logger at INFO, execution
+  listeners such as tracing or a test counting statements, a `schema_translate_map`), so
+  instrumentation sees every statement;
 - the driver raises anything at all: the statement is run again through SQLAlchemy (reads are
   idempotent), which raises the error the application expects (a dropped connection
-  invalidates the pool and answers 503, `interfaces/errors.py`).
+  invalidates the pool and answers 503, `interfaces/errors.py`). A server error is met twice
+  that way (a `statement_timeout` takes twice its time), the price of not re-implementing
+  SQLAlchemy's error translation.
+
+Like an `AsyncSession` itself, a session is not for concurrent use by several tasks (the raw
+path does not take the asyncpg adapter's lock). Behind PgBouncer in transaction mode, turn off
+asyncpg's own statement cache (`statement_cache_size=0`) as well as SQLAlchemy's.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
@@ -42,6 +54,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 Row = tuple[Any, ...]
 _Processor = Callable[[Any], Any] | None
+SelectT = TypeVar("SelectT", bound=Executable)
 
 
 async def fetch_one(
@@ -81,15 +94,23 @@ async def fetch_all(
 # --- execution -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+def prebuilt(statement: SelectT) -> SelectT:
+    """Mark a module-level SELECT as a hot read: on Postgres, in autocommit, `fetch_*` send it
+    straight to asyncpg (see above). Statements built per call are not worth compiling apart
+    and always take SQLAlchemy's path."""
+    _hot[id(statement)] = _Hot(statement)
+    return statement
+
+
+@dataclass(slots=True)
 class _Plan:
-    """A SELECT compiled once for the asyncpg dialect."""
+    """A prebuilt SELECT compiled once for one asyncpg dialect."""
 
     sql: str
     compiled: SQLCompiler
     binds: tuple[tuple[str, _Processor], ...]  # positional order ($1, $2...)
     results: tuple[_Processor, ...]
-    keys: tuple[str, ...]
+    keys: tuple[str, ...] | None = None  # SQLAlchemy's own, learnt from its first execution
 
     def arguments(self, params: Mapping[str, Any] | None) -> list[Any]:
         values = self.compiled.construct_params(params)
@@ -105,89 +126,115 @@ class _Plan:
         )
 
 
-_UNSUPPORTED = object()  # a statement the raw path leaves to SQLAlchemy
-# By identity (a statement's `==` builds SQL); the statement is kept so its id is never reused.
-_plans: dict[tuple[int, int], tuple[Executable, _Plan | object]] = {}
-_MAX_PLANS = 512  # prebuilt statements are a few dozen; ad-hoc ones must not grow this forever
+@dataclass(slots=True)
+class _Hot:
+    statement: Executable
+    # None: the statement stays on SQLAlchemy's path with this dialect.
+    plans: weakref.WeakKeyDictionary[Dialect, _Plan | None] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+
+# By identity (a statement's `==` builds SQL); entries keep their statement, so ids stay theirs.
+_hot: dict[int, _Hot] = {}
+_sql_log = logging.getLogger("sqlalchemy.engine.Engine")
 
 
 async def _execute(
     db: AsyncSession, statement: Executable, params: Mapping[str, Any] | None, *, first: bool
 ) -> tuple[tuple[str, ...], list[Row]]:
     connection = await db.connection()
-    plan = _plan(connection, statement)
-    if plan is not None:
-        driver = await _driver_if_ready(connection)
-        if driver is not None:
-            try:
-                arguments = plan.arguments(params)
-                if first:
-                    record = await driver.fetchrow(plan.sql, *arguments)
-                    records = [] if record is None else [record]
-                else:
-                    records = await driver.fetch(plan.sql, *arguments)
-                return plan.keys, [plan.row(record) for record in records]
-            except Exception:  # noqa: S110 - SQLAlchemy runs it again and raises its own error
-                pass
+    plan, driver = await _hot_path(connection, statement)
+    if plan is not None and plan.keys is not None:
+        try:
+            arguments = plan.arguments(params)
+            if first:
+                record = await driver.fetchrow(plan.sql, *arguments)
+                records = [] if record is None else [record]
+            else:
+                records = await driver.fetch(plan.sql, *arguments)
+            return plan.keys, [plan.row(record) for record in records]
+        except Exception:  # noqa: S110 - SQLAlchemy runs it again and raises its own error
+            pass
     result = await connection.execute(statement, params)
     keys = tuple(result.keys())
+    if plan is not None and plan.keys is None:
+        _learn_keys(connection, statement, plan, keys)
     if first:
         row = result.first()
         return keys, [] if row is None else [tuple(row)]
     return keys, [tuple(row) for row in result]
 
 
-def _plan(connection: AsyncConnection, statement: Executable) -> _Plan | None:
+async def _hot_path(connection: AsyncConnection, statement: Executable) -> tuple[_Plan | None, Any]:
+    """The statement's plan and the asyncpg connection, when this call may take the raw path;
+    else (None, None)."""
+    hot = _hot.get(id(statement))
+    if hot is None or hot.statement is not statement:
+        return None, None
     dialect = connection.dialect
     if dialect.driver != "asyncpg" or _instrumented(connection):
-        return None
-    key = (id(statement), id(dialect))
-    known = _plans.get(key)
-    if known is None or known[0] is not statement:
-        if len(_plans) >= _MAX_PLANS:
-            _plans.clear()
-        known = _plans[key] = (statement, _compile(statement, dialect))
-    plan = known[1]
-    return plan if isinstance(plan, _Plan) else None
+        return None, None
+    driver = await _driver_if_ready(connection)
+    if driver is None:
+        return None, None
+    if dialect not in hot.plans:
+        hot.plans[dialect] = _compile(statement, dialect)
+    plan = hot.plans[dialect]
+    return (plan, driver) if plan is not None else (None, None)
+
+
+def _learn_keys(
+    connection: AsyncConnection, statement: Executable, plan: _Plan, keys: tuple[str, ...]
+) -> None:
+    if len(set(keys)) == len(keys) == len(plan.results):
+        plan.keys = keys
+    else:  # repeated names (SQLAlchemy keeps the last): its path keeps its semantics
+        _hot[id(statement)].plans[connection.dialect] = None
 
 
 def _instrumented(connection: AsyncConnection) -> bool:
+    """Whether anything watches statements: SQL logging, execution listeners, a schema map."""
     sync = connection.sync_connection
-    if sync is None:
-        return True
-    if sync.engine.echo:
+    if sync is None or sync.engine.echo or _sql_log.isEnabledFor(logging.INFO):
         return True
     dispatch = sync.dispatch
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    if (
+        dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or dispatch.before_execute
+        or dispatch.after_execute
+    ):
+        return True
+    return "schema_translate_map" in sync.get_execution_options()
 
 
-def _compile(statement: Executable, dialect: Dialect) -> _Plan | object:
-    if not isinstance(statement, Select):
-        return _UNSUPPORTED
-    compiled = statement.compile(dialect=dialect)
-    if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
-        return _UNSUPPORTED
-    binds = compiled.binds
-    if any(bind.expanding or bind.literal_execute for bind in binds.values()):
-        return _UNSUPPORTED
-    if "__[POSTCOMPILE_" in compiled.string:
-        return _UNSUPPORTED
-    columns = list(statement.selected_columns)
-    keys = tuple(statement.selected_columns.keys())
-    if len(set(keys)) != len(keys):
-        return _UNSUPPORTED  # duplicate names: SQLAlchemy's own keys, through its own path
-    return _Plan(
-        sql=compiled.string,
-        compiled=compiled,
-        binds=tuple(
-            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup
-        ),
-        results=tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        ),
-        keys=keys,
-    )
+def _compile(statement: Executable, dialect: Dialect) -> _Plan | None:
+    if not isinstance(statement, Select) or statement.get_execution_options():
+        return None
+    try:
+        compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
+            return None
+        binds = compiled.binds
+        if any(bind.expanding or bind.literal_execute for bind in binds.values()):
+            return None
+        if "__[POSTCOMPILE_" in compiled.string:
+            return None
+        return _Plan(
+            sql=compiled.string,
+            compiled=compiled,
+            binds=tuple(
+                (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in compiled.positiontup
+            ),
+            results=tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in statement.selected_columns
+            ),
+        )
+    except Exception:  # a type whose processors need the driver's column type (Numeric...)
+        return None
 
 
 async def _driver_if_ready(connection: AsyncConnection) -> Any:

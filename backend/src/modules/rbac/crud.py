@@ -9,6 +9,7 @@ from fastcrud import FastCRUD
 from sqlalchemy import func, select
 
 from src.infrastructure.database.functions import comma_joined
+from src.infrastructure.database.statements import prebuilt
 from src.modules.rbac.models import Role, RolePermission, UserRole
 
 crud_roles: FastCRUD[Role, Any, Any, Any, Any, Any] = FastCRUD(Role)
@@ -25,7 +26,7 @@ _ROLE_PERMISSIONS = (
 ROLE_COLUMNS = (Role.id, Role.name, Role.description, Role.created_at, _ROLE_PERMISSIONS)
 
 ROLES_PAGE = select(*ROLE_COLUMNS, func.count().over().label("total_count")).order_by(Role.id)
-ROLES_COUNT = select(func.count()).select_from(Role)
+ROLES_COUNT = prebuilt(select(func.count()).select_from(Role))
 
 
 def user_roles_page(user_id: int) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 from fastcrud import FastCRUD
 from sqlalchemy import bindparam, func, select
 
+from src.infrastructure.database.statements import prebuilt
 from src.modules.user.models import User
 
 crud_users: FastCRUD[User, Any, Any, Any, Any, Any] = FastCRUD(User)
@@ -26,12 +27,14 @@ READ_COLUMNS = (
     User.created_at,
 )
 
-PUBLIC_PROFILE = select(User.username, User.name, User.created_at).where(
-    User.username == bindparam("username"), User.is_deleted.is_(False)
+PUBLIC_PROFILE = prebuilt(
+    select(User.username, User.name, User.created_at).where(
+        User.username == bindparam("username"), User.is_deleted.is_(False)
+    )
 )
 
 # One round trip for a page and the total: the window count rides along on every row.
-USERS_PAGE = (
+USERS_PAGE = prebuilt(
     select(*READ_COLUMNS, func.count().over().label("total_count"))
     .where(User.is_deleted.is_(False))
     .order_by(User.id)
@@ -39,4 +42,4 @@ USERS_PAGE = (
     .offset(bindparam("offset"))
 )
 # Only for a page past the end, where no row carries the total.
-USERS_COUNT = select(func.count()).select_from(User).where(User.is_deleted.is_(False))
+USERS_COUNT = prebuilt(select(func.count()).select_from(User).where(User.is_deleted.is_(False)))

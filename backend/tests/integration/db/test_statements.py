@@ -12,21 +12,29 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete, event, exc, func, insert, literal, select, text
+from sqlalchemy import Float, Numeric, cast, delete, event, exc, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from src.infrastructure.auth.tokens import hash_token
-from src.infrastructure.database.statements import fetch_all, fetch_one, fetch_row, fetch_value
+from src.infrastructure.database.functions import comma_joined
+from src.infrastructure.database.statements import (
+    fetch_all,
+    fetch_one,
+    fetch_row,
+    fetch_value,
+    prebuilt,
+)
 from src.modules.auth.apikeys.models import ApiKey
 from src.modules.auth.apikeys.service import _RESOLVE as KEY_RESOLVE
 from src.modules.auth.sessions.database import _RESOLVE as SESSION_RESOLVE
 from src.modules.auth.sessions.database import DatabaseSessionStore
-from src.modules.rbac.crud import ROLES_PAGE
+from src.modules.rbac.crud import ROLES_COUNT
 from src.modules.rbac.models import Role
 from src.modules.user.models import User
 from src.modules.user.service import PUBLIC_PROFILE, USERS_COUNT, USERS_PAGE
@@ -41,6 +49,21 @@ pytestmark = [
 ]
 
 Fetch = Callable[..., Awaitable[Any]]
+
+# Statements as a module would declare them: marked once, at import time.
+WITH_NULL = prebuilt(select(User.id, literal(None).label("nothing")).order_by(User.id))
+UNLABELLED = prebuilt(  # keys SQLAlchemy makes up: the raw path must use the same
+    select(func.lower(User.username), comma_joined(User.email), User.id + 1).group_by(User.id)
+)
+TWO_IDS = prebuilt(select(User.id, Role.id).join(Role, literal(True)).order_by(User.id))
+REPEATED_NAMES = prebuilt(select(literal(1).label("a"), literal(2).label("a")))
+DECIMALS = prebuilt(
+    select(cast(literal(2.5), Numeric(10, 2)).label("price"), cast(literal(1.5), Float))
+)
+SEVEN = prebuilt(select(literal(7).label("seven")))
+IN_LIST = prebuilt(select(literal(1).label("n")).where(literal(2).in_([2, 3])))
+TEXT = prebuilt(text("SELECT 1 AS one"))
+PID = prebuilt(select(func.pg_backend_pid()))
 
 
 @pytest.fixture
@@ -146,12 +169,15 @@ async def test_every_hot_statement_reads_what_sqlalchemy_reads(
         (fetch_all, USERS_PAGE, {"limit": 10, "offset": 0}),
         (fetch_all, USERS_PAGE, {"limit": 10, "offset": 10_000}),
         (fetch_value, USERS_COUNT, None),
-        (fetch_all, ROLES_PAGE, None),
+        (fetch_value, ROLES_COUNT, None),
         (fetch_row, SESSION_RESOLVE, session_params),
         (fetch_row, KEY_RESOLVE, {"prefix": prefix, "now": now}),
-        (fetch_one, select(User.id, literal(None).label("nothing")), None),
+        (fetch_one, WITH_NULL, None),
+        (fetch_one, UNLABELLED, None),
+        (fetch_one, TWO_IDS, None),  # SQLAlchemy names the second `id_1`
     ]
     for fetch, statement, params in cases:
+        await fetch(reader, statement, params)  # the first time, SQLAlchemy's: its keys
         before = len(driver_calls)
         raw = await fetch(reader, statement, params)
         assert len(driver_calls) == before + 1, f"{statement} did not take the raw path"
@@ -177,34 +203,70 @@ async def test_every_hot_statement_reads_what_sqlalchemy_reads(
     assert await fetch_value(reader, USERS_COUNT) >= 2
 
 
+async def test_the_first_execution_is_sqlalchemys_and_teaches_the_keys(
+    reader: AsyncSession, driver_calls: list[str]
+) -> None:
+    statement = prebuilt(select(literal("a").label("x"), literal(None).label("y")))
+    assert await fetch_all(reader, statement) == [{"x": "a", "y": None}]
+    assert driver_calls == []
+    assert await fetch_all(reader, statement) == [{"x": "a", "y": None}]
+    assert len(driver_calls) == 1
+
+
+async def test_unmarked_statements_take_sqlalchemys_path(
+    reader: AsyncSession, driver_calls: list[str]
+) -> None:
+    """Statements built per call would be compiled on every call: not worth it."""
+    for _ in range(3):
+        assert await fetch_value(reader, select(literal(7))) == 7
+    assert driver_calls == []
+
+
+async def test_what_the_raw_path_cannot_read_exactly_takes_sqlalchemys_path(
+    reader: AsyncSession,
+    committed: dict[str, Any],
+    db_engine: AsyncEngine,
+    driver_calls: list[str],
+) -> None:
+    """Repeated result names (a mapping keeps the last), types whose result processing needs
+    the driver's column type (`Numeric`, `Float`), expanding lists, text."""
+    for statement in (REPEATED_NAMES, DECIMALS, IN_LIST, TEXT):
+        for _ in range(2):
+            found = await fetch_all(reader, statement)
+        with through_sqlalchemy(db_engine):
+            expected = await fetch_all(reader, statement)
+        assert typed(found) == typed(expected), statement
+    assert driver_calls == []
+    assert typed(await fetch_one(reader, DECIMALS)) == typed(
+        {"price": Decimal("2.50"), "anon_1": 1.5}
+    )
+
+
 async def test_a_read_in_a_transaction_takes_sqlalchemys_path(
     db_session: AsyncSession, driver_calls: list[str]
 ) -> None:
     """A write request's session: a failed statement would abort its transaction, and
     SQLAlchemy sends BEGIN with its first statement."""
     user = await create_user(db_session)
-    assert await fetch_one(db_session, PUBLIC_PROFILE, {"username": user["username"]})
+    for _ in range(2):
+        assert await fetch_one(db_session, PUBLIC_PROFILE, {"username": user["username"]})
     async with async_sessionmaker(db_session.bind)() as session:
-        assert await fetch_value(session, select(literal(7))) == 7
+        for _ in range(2):
+            assert await fetch_value(session, SEVEN) == 7
     assert driver_calls == []
 
 
-async def test_expanding_lists_and_text_take_sqlalchemys_path(
+async def test_a_server_error_is_sqlalchemys_error(
     reader: AsyncSession, driver_calls: list[str]
 ) -> None:
-    assert await fetch_all(reader, select(literal(1).label("n")).where(literal(2).in_([2, 3]))) == [
-        {"n": 1}
-    ]
-    assert await fetch_all(reader, text("SELECT 1 AS one")) == [{"one": 1}]
-    assert driver_calls == []
-
-
-async def test_a_server_error_is_sqlalchemys_error(reader: AsyncSession) -> None:
     """The statement runs again through SQLAlchemy, which raises what the error handlers
     expect (a NUL in text is a 422 there, `interfaces/errors.py`)."""
+    await fetch_one(reader, PUBLIC_PROFILE, {"username": "nobody-at-all"})
+    before = len(driver_calls)
     with pytest.raises(exc.DBAPIError) as raised:
         await fetch_one(reader, PUBLIC_PROFILE, {"username": "a\x00b"})
     assert "0x00" in str(raised.value.orig)
+    assert len(driver_calls) == before + 1  # tried raw first
 
 
 async def test_a_driver_error_is_retried_through_sqlalchemy(
@@ -212,23 +274,30 @@ async def test_a_driver_error_is_retried_through_sqlalchemy(
 ) -> None:
     """Whatever the driver raises, the read runs again through SQLAlchemy, which answers it
     (here) or raises the error the application maps (below)."""
+    assert await fetch_value(reader, SEVEN) == 7
+    failures: list[str] = []
 
-    async def broken(*_: Any, **__: Any) -> Any:
+    async def broken(_self: Any, query: str, *_: Any, **__: Any) -> Any:
+        failures.append(query)
         raise asyncpg.exceptions.InterfaceError("cannot perform operation")
 
     monkeypatch.setattr(asyncpg.Connection, "fetchrow", broken)
-    assert await fetch_value(reader, select(literal(41) + 1)) == 42
+    assert await fetch_value(reader, SEVEN) == 7
+    assert len(failures) == 1
 
 
 async def test_a_dead_connection_raises_sqlalchemys_disconnect_error(
-    db_engine: AsyncEngine,
+    db_engine: AsyncEngine, driver_calls: list[str]
 ) -> None:
     """The error the 503 handler and the pool's invalidation recognise, not a raw asyncpg one."""
     reader = db_engine.execution_options(isolation_level="AUTOCOMMIT")
     async with async_sessionmaker(reader)() as session:
-        pid = await fetch_value(session, select(func.pg_backend_pid()))
+        assert await fetch_value(session, SEVEN) == 7
+        pid = await fetch_value(session, PID)
         async with db_engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        before = len(driver_calls)
         with pytest.raises(exc.DBAPIError) as raised:
-            await fetch_value(session, select(literal(1)))
+            await fetch_value(session, SEVEN)
         assert raised.value.connection_invalidated
+        assert len(driver_calls) == before + 1  # tried raw first

@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from src.infrastructure.auth.tokens import api_key_matches, hash_api_key
 from src.infrastructure.database.models import UTCDateTime, utcnow
-from src.infrastructure.database.statements import fetch_row
+from src.infrastructure.database.statements import fetch_row, prebuilt
 from src.modules.audit.context import AuditContext
 from src.modules.audit.kinds import AuditKind, TargetType
 from src.modules.audit.service import Target, record
@@ -55,7 +55,7 @@ _COLUMNS = (
 )
 
 # Built once: the hot path binds values only.
-_RESOLVE = (
+_RESOLVE = prebuilt(
     select(ApiKey.id, ApiKey.key_hash, ApiKey.scopes, ApiKey.last_used_at, *PRINCIPAL_COLUMNS)
     .join(User, User.id == ApiKey.user_id)
     .where(

@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.infrastructure.auth.tokens import hash_token, new_token
 from src.infrastructure.config import settings
 from src.infrastructure.database.models import UTCDateTime, utcnow
-from src.infrastructure.database.statements import fetch_row
+from src.infrastructure.database.statements import fetch_row, prebuilt
 from src.modules.auth.models import UserSession
 from src.modules.auth.sessions.base import PRINCIPAL_COLUMNS, Principal, SessionContext
 from src.modules.user.models import User
 
 # Built once: the hot path binds values only, so SQLAlchemy reuses the compiled statement.
-_RESOLVE = (
+_RESOLVE = prebuilt(
     select(UserSession.id, UserSession.last_seen_at, *PRINCIPAL_COLUMNS)
     .join(User, User.id == UserSession.user_id)
     .where(
