@@ -6,8 +6,9 @@
 The product runs with the production profile (Postgres, database sessions, Redis cache, Redis
 rate limits, access log and metrics on, CSRF on) through `app serve`; the floor is
 `benchmarks/floor_app.py` (bare Starlette + asyncpg + orjson) on the same uvicorn. Each row is
-wrk `-t2 -cN` for `--seconds` after a `--warmup`, the median of `--repeat` runs. CPU per
-request is the server processes' CPU time divided by the requests they answered.
+wrk `-t2 -cN` for `--seconds` after a `--warmup`, the median of `--repeat` runs; ours and
+the floor alternate run by run, so a shared host's drift does not land on one side of a ratio.
+CPU per request is the server processes' CPU time divided by the requests they answered.
 
 Needs the local Postgres (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), `wrk` and
 `psql` (Debian packages `wrk` and `postgresql-client`). Timings are only comparable within one
@@ -277,16 +278,36 @@ class Bench:
 
     def measure(self, url: str, server: Server, **options: Any) -> Run:
         """Warm up, then the median (by requests/s) of `--repeat` runs."""
+        (run,) = self.measure_side_by_side([(url, server)], **options)
+        return run
+
+    def measure_side_by_side(self, targets: list[tuple[str, Server]], **options: Any) -> list[Run]:
+        """Warm each target up, then `--repeat` rounds of one run per target, alternating
+        (ours, floor, ours, floor...), and each target's median (by requests/s). Alternating
+        keeps a shared host's drift (a noisy neighbour, CPU throttling) out of the ratio: both
+        sides are measured in the same minutes instead of one after the other."""
         seconds = self.options.seconds
         connections = int(options.pop("connections", self.options.connections))
-        wrk(url, seconds=self.options.warmup, connections=connections, **options)
-        runs = [
-            wrk(url, seconds=seconds, connections=connections, server=server.processes, **options)
-            for _ in range(self.options.repeat)
-        ]
-        middle = sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
-        middle.errors = sum(run.errors for run in runs)
-        return middle
+        for url, _ in targets:
+            wrk(url, seconds=self.options.warmup, connections=connections, **options)
+        runs: list[list[Run]] = [[] for _ in targets]
+        for _ in range(self.options.repeat):
+            for index, (url, server) in enumerate(targets):
+                runs[index].append(
+                    wrk(
+                        url,
+                        seconds=seconds,
+                        connections=connections,
+                        server=server.processes,
+                        **options,
+                    )
+                )
+        medians = []
+        for target_runs in runs:
+            middle = sorted(target_runs, key=lambda run: run.rps)[len(target_runs) // 2]
+            middle.errors = sum(run.errors for run in target_runs)
+            medians.append(middle)
+        return medians
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -445,10 +466,13 @@ class Bench:
         note: str = "",
         **options: Any,
     ) -> Row:
-        mine = self.measure(ours.url + ours_path, ours, **dict(options))
         theirs = None
         if floor is not None and floor_path is not None:
-            theirs = self.measure(floor.url + floor_path, floor, **dict(options))
+            mine, theirs = self.measure_side_by_side(
+                [(ours.url + ours_path, ours), (floor.url + floor_path, floor)], **dict(options)
+            )
+        else:
+            mine = self.measure(ours.url + ours_path, ours, **dict(options))
         notes, goals, met = [note] if note else [], [goal] if goal else [], not mine.errors
         if old:
             notes.append(f"{mine.rps / OLD[old]:.1f}x old boilerplate")
@@ -537,8 +561,9 @@ HEADER = """# Performance
 
 Measured by `backend/benchmarks/run.py` (see its docstring) on this machine ({machine}).
 One uvicorn worker unless said; wrk `-t2 -c{connections}`, {seconds} s after a {warmup} s
-warm-up, the median of {repeat} runs. The product runs the production profile (Postgres,
-database sessions, Redis cache and rate limits; CSRF, rate limits, access log and metrics on).
+warm-up, the median of {repeat} runs (ours and the floor alternating). The product runs the
+production profile (Postgres, database sessions, Redis cache and rate limits; CSRF, rate
+limits, access log and metrics on).
 "floor" is a bare Starlette + asyncpg + orjson app doing the same query
 (`benchmarks/floor_app.py`). "old boilerplate" is the Benav Labs boilerplate of June 2025 as
 recorded in issue 6 on this kind of machine. Compare the ratios: absolute numbers move with
