@@ -175,13 +175,13 @@ async def _hot_path(connection: AsyncConnection, statement: Executable) -> tuple
     dialect = connection.dialect
     if dialect.driver != "asyncpg" or _instrumented(connection):
         return None, None
-    driver = await _driver_if_ready(connection)
-    if driver is None:
-        return None, None
     if dialect not in hot.plans:
         hot.plans[dialect] = _compile(statement, dialect)
     plan = hot.plans[dialect]
-    return (plan, driver) if plan is not None else (None, None)
+    if plan is None:  # known to stay on SQLAlchemy's path: no need to look at the connection
+        return None, None
+    driver = await _driver_if_ready(connection)
+    return (plan, driver) if driver is not None else (None, None)
 
 
 def _learn_keys(

@@ -8,7 +8,7 @@ router: FastAPI matches included routers level by level, so every request saves 
 Order is speed: FastAPI tries the routes one by one, twice per request (to pick the router,
 then the route), in the order they were included, so the slices serving the hot reads (users,
 tiers) come first and a profile read or `/users/me` tries a handful of routes instead of the
-thirty of auth and API keys. Slices share no path prefix except users and user roles, and tiers
+24 of auth and API keys. Slices share no path prefix except users and user roles, and tiers
 and their rate limits, which keep their relative order; the OpenAPI document follows the
 same order.
 """
