@@ -355,10 +355,11 @@ async def test_api_key_create_update_revoke_and_refusals(client, db_session):
     created_event = await the_event(db_session, "api_key.created")
     assert created_event.data["name"] == "ci"
     assert created_event.data["scopes"] == ["read", "write"]
-    assert created_event.data["prefix"] == key.split("_")[1]
+    _, prefix, secret = key.split("_", 2)
+    assert created_event.data["prefix"] == prefix
     updated = await the_event(db_session, "api_key.updated")
     assert updated.data == {"changes": {"scopes": ["read"], "is_active": False}}
-    assert_no_secret(await events(db_session), key, key.split("_")[2])
+    assert_no_secret(await events(db_session), key, secret)
 
 
 # --- administration ------------------------------------------------------------------------------
