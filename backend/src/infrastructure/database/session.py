@@ -21,7 +21,8 @@ The per-request budget (see docs/performance.md):
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -39,6 +40,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from src.infrastructure.config import settings
+from src.infrastructure.database.statements import allow_borrowing, return_borrowed
 
 
 def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngine:
@@ -173,17 +175,33 @@ async def async_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
     call during the same request yields the session the first one opened instead of opening
     another (and holding a second pooled connection).
     """
+    async with request_session(request, get_sessionmaker, get_read_sessionmaker) as session:
+        yield session
+
+
+@asynccontextmanager
+async def request_session(
+    request: Request,
+    writer: Callable[[], async_sessionmaker[AsyncSession]],
+    reader: Callable[[], async_sessionmaker[AsyncSession]],
+) -> AsyncIterator[AsyncSession]:
+    """The request's session from `writer` (a transaction) or `reader` (autocommit, whose
+    hot reads may borrow the pooled connection themselves: `statements.py`); what
+    `async_session` does, for any pair of session factories."""
     existing: AsyncSession | None = request.scope.get(_REQUEST_SESSION)
     if existing is not None:
         yield existing
         return
-    maker = get_sessionmaker() if _transactional(request) else get_read_sessionmaker()
-    async with maker() as session:
+    transactional = _transactional(request)
+    async with (writer() if transactional else reader())() as session:
         request.scope[_REQUEST_SESSION] = session
+        if not transactional:
+            allow_borrowing(session)
         try:
             yield session
         finally:
             request.scope.pop(_REQUEST_SESSION, None)
+            await return_borrowed(session)
 
 
 async def dispose_engine() -> None:

@@ -4,13 +4,22 @@ the server is stopped), through real requests to the app."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import asyncpg
 import pytest
+from fastapi import Request
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from src.infrastructure.config import settings
-from src.infrastructure.database.session import async_session, build_engine
+from src.infrastructure.database.session import async_session, build_engine, request_session
+from src.infrastructure.database.statements import fetch_one
 from src.modules.auth import sessions as session_stores
+from src.modules.user.service import PUBLIC_PROFILE
+from tests.conftest import TEST_DB_URL
+from tests.helpers.database import is_sqlite
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +59,40 @@ async def test_a_database_that_is_down_is_a_503(app):
         await dead.dispose()
     _assert_unavailable(profile)
     _assert_unavailable(sign_up)
+
+
+@pytest.mark.skipif(is_sqlite(TEST_DB_URL), reason="hot reads borrow asyncpg connections")
+async def test_a_database_that_went_down_is_a_503_for_a_read_that_borrows(app, db_engine):
+    """A GET's hot read takes its pooled connection itself (`statements.py`); when the server
+    is gone, the error it meets is still the one the 503 handler knows."""
+    up = True
+    refused: list[str] = []
+
+    async def connect() -> asyncpg.Connection:
+        url = TEST_DB_URL if up else make_url(DEAD_POSTGRES)
+        if not up:
+            refused.append("connect")
+        return await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, database=url.database
+        )
+
+    engine = build_engine(DEAD_POSTGRES, async_creator=connect)
+    writer = async_sessionmaker(engine)
+    reader = async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    async with reader() as db:  # while up: the statement's keys are learnt on this engine
+        assert await fetch_one(db, PUBLIC_PROFILE, {"username": "nobody"}) is None
+
+    async def borrowing_db(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request_session(request, lambda: writer, lambda: reader) as session:
+            yield session
+
+    await engine.dispose()
+    up = False
+    app.dependency_overrides[async_session] = borrowing_db
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+        _assert_unavailable(await client.get("/api/v1/users/somebody"))
+    await engine.dispose()  # the app fixture drops the override
+    assert len(refused) == 2  # the borrow, then SQLAlchemy's own connect (its error)
 
 
 async def test_a_session_store_redis_that_is_down_is_a_503(client, monkeypatch):

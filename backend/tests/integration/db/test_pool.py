@@ -29,10 +29,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from starlette.types import Message, Receive, Scope, Send
 
 from src.infrastructure.database.session import (
-    SAFE_METHODS,
     async_session,
     build_engine,
     get_engine,
+    request_session,
 )
 from tests.helpers.csrf import browser
 from tests.helpers.factories import DEFAULT_PASSWORD, build_user_create_payload, create_user
@@ -43,8 +43,8 @@ API = "/api/v1"
 
 
 def session_dependency(engine: AsyncEngine) -> Callable[[Request], AsyncIterator[AsyncSession]]:
-    """`async_session` on `engine`: autocommit sessions for safe methods, a transaction
-    otherwise, one session per request."""
+    """`async_session` on `engine`: autocommit sessions (whose hot reads borrow their
+    connection) for safe methods, a transaction otherwise, one session per request."""
     writer = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
     reader = async_sessionmaker(
         engine.execution_options(isolation_level="AUTOCOMMIT"),
@@ -53,8 +53,7 @@ def session_dependency(engine: AsyncEngine) -> Callable[[Request], AsyncIterator
     )
 
     async def override(request: Request) -> AsyncIterator[AsyncSession]:
-        maker = reader if request.method in SAFE_METHODS else writer
-        async with maker() as session:
+        async with request_session(request, lambda: writer, lambda: reader) as session:
             yield session
 
     return override

@@ -24,11 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from src.infrastructure.auth.tokens import hash_token
 from src.infrastructure.database.functions import comma_joined
 from src.infrastructure.database.statements import (
+    allow_borrowing,
     fetch_all,
     fetch_one,
     fetch_row,
     fetch_value,
     prebuilt,
+    return_borrowed,
 )
 from src.modules.auth.apikeys.models import ApiKey
 from src.modules.auth.apikeys.service import _RESOLVE as KEY_RESOLVE
@@ -108,12 +110,20 @@ def typed(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-@pytest_asyncio.fixture
-async def reader(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """A session as a GET request gets one: autocommit."""
+@pytest_asyncio.fixture(params=["own", "borrowed"])
+async def reader(
+    request: pytest.FixtureRequest, db_engine: AsyncEngine
+) -> AsyncIterator[AsyncSession]:
+    """A session as a GET request gets one: autocommit; its hot reads run on the session's
+    own connection ("own") or, as in a request, borrow one until SQLAlchemy needs it."""
     engine = db_engine.execution_options(isolation_level="AUTOCOMMIT")
     async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        yield session
+        if request.param == "borrowed":
+            allow_borrowing(session)
+        try:
+            yield session
+        finally:
+            await return_borrowed(session)
 
 
 @pytest_asyncio.fixture
@@ -178,6 +188,7 @@ async def test_every_hot_statement_reads_what_sqlalchemy_reads(
     ]
     for fetch, statement, params in cases:
         await fetch(reader, statement, params)  # the first time, SQLAlchemy's: its keys
+        await reader.close()  # as a new request: nothing opened yet, a borrowing one borrows
         before = len(driver_calls)
         raw = await fetch(reader, statement, params)
         assert len(driver_calls) == before + 1, f"{statement} did not take the raw path"
@@ -301,3 +312,104 @@ async def test_a_dead_connection_raises_sqlalchemys_disconnect_error(
             await fetch_value(session, SEVEN)
         assert raised.value.connection_invalidated
         assert len(driver_calls) == before + 1  # tried raw first
+
+
+# --- borrowing -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkouts(db_engine: AsyncEngine) -> Iterator[list[int]]:
+    """How many connections of the pool were out at each checkout (the new one included)."""
+    seen: list[int] = []
+
+    def count(*_: Any) -> None:
+        seen.append(db_engine.pool.checkedout())
+
+    event.listen(db_engine.sync_engine, "checkout", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db_engine.sync_engine, "checkout", count)
+
+
+@pytest_asyncio.fixture
+async def borrowing(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A request's read session, as `async_session` opens it; SEVEN's keys already learnt."""
+    maker = async_sessionmaker(db_engine.execution_options(isolation_level="AUTOCOMMIT"))
+    async with maker() as learner:
+        assert await fetch_value(learner, SEVEN) == 7
+    async with maker() as session:
+        allow_borrowing(session)
+        try:
+            yield session
+        finally:
+            await return_borrowed(session)
+
+
+async def test_a_borrowed_connection_goes_back_before_the_session_takes_its_own(
+    db_engine: AsyncEngine,
+    borrowing: AsyncSession,
+    driver_calls: list[str],
+    checkouts: list[int],
+) -> None:
+    pool = db_engine.pool
+    out = pool.checkedout()
+    assert await fetch_value(borrowing, SEVEN) == 7
+    assert len(driver_calls) == 1
+    assert not borrowing.in_transaction()  # the session itself opened nothing
+    assert pool.checkedout() == out + 1
+    assert await fetch_value(borrowing, SEVEN) == 7  # the same borrowed connection
+    assert checkouts == [out + 1]
+
+    # Something only SQLAlchemy runs: the session takes its own, the borrowed one went back.
+    assert (await borrowing.execute(select(literal(8)))).scalar_one() == 8
+    assert borrowing.in_transaction()
+    assert pool.checkedout() == out + 1
+    assert checkouts == [out + 1, out + 1]
+    # Hot reads now run on the session's connection.
+    assert await fetch_value(borrowing, SEVEN) == 7
+    assert len(driver_calls) == 3
+    assert checkouts == [out + 1, out + 1]
+
+    await borrowing.close()
+    assert pool.checkedout() == out
+
+
+async def test_a_borrowed_connection_is_handed_back_at_the_end(
+    db_engine: AsyncEngine, borrowing: AsyncSession
+) -> None:
+    out = db_engine.pool.checkedout()
+    assert await fetch_value(borrowing, SEVEN) == 7
+    assert db_engine.pool.checkedout() == out + 1
+    await return_borrowed(borrowing)
+    assert db_engine.pool.checkedout() == out
+    await return_borrowed(borrowing)  # twice is harmless
+    assert db_engine.pool.checkedout() == out
+
+
+async def test_a_dead_borrowed_connection_is_replaced_and_the_read_answers(
+    db_engine: AsyncEngine,
+    borrowing: AsyncSession,
+    driver_calls: list[str],
+) -> None:
+    """A stale connection costs the read a retry on a fresh one, not an error."""
+    out = db_engine.pool.checkedout()
+    pid = await fetch_value(borrowing, PID)
+    async with db_engine.connect() as other:
+        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    before = len(driver_calls)
+    assert await fetch_value(borrowing, SEVEN) == 7
+    assert len(driver_calls) == before + 1  # tried on the dead one, then SQLAlchemy's path
+    assert await fetch_value(borrowing, PID) != pid
+    assert db_engine.pool.checkedout() == out + 1  # the dead one is not held, or leaked
+    await borrowing.close()
+    assert db_engine.pool.checkedout() == out
+
+
+async def test_a_watched_engine_is_not_borrowed_from(
+    db_engine: AsyncEngine, borrowing: AsyncSession, driver_calls: list[str]
+) -> None:
+    with through_sqlalchemy(db_engine) as seen:
+        assert await fetch_value(borrowing, SEVEN) == 7
+    assert len(seen) == 1
+    assert driver_calls == []
