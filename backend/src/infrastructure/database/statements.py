@@ -40,8 +40,9 @@ from the pool themselves, which costs a third of opening it through the session 
 read's CPU fell by a fifth to a third in-process (docs/performance.md). The session hands it
 back to the pool before it checks out its own, and `async_session` at the end, so a request
 still holds at most one.
-A borrowed connection that fails is dropped (it may be dead) and the read runs again through
-SQLAlchemy on a fresh one: a stale connection costs a retry, not an error.
+A borrowed connection found dead (or a read cancelled half-way) is dropped, and the read runs
+again through SQLAlchemy on a fresh one: a stale connection costs a retry, not an error; after
+a server error on a live one, the connection goes back to the pool and SQLAlchemy raises.
 
 Like an `AsyncSession` itself, a session is not for concurrent use by several tasks (the raw
 path does not take the asyncpg adapter's lock). Behind PgBouncer in transaction mode, turn off
@@ -56,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, event, exc
+from sqlalchemy import Executable, event
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
@@ -211,7 +212,9 @@ def allow_borrowing(session: AsyncSession) -> None:
 
 
 async def return_borrowed(session: AsyncSession) -> None:
-    """Hand the borrowed connection, if any, back to the pool (the session's end)."""
+    """Hand the borrowed connection, if any, back to the pool, and borrow no more (the
+    request's end)."""
+    session.info.pop(_BORROWING, None)
     borrowed = session.info.pop(_BORROWED, None)
     if borrowed is not None:
         await greenlet_spawn(borrowed.close)
@@ -249,20 +252,34 @@ async def _borrowed_execute(
     if borrowed is None:
         try:
             borrowed = await greenlet_spawn(sync.pool.connect)
-        except exc.TimeoutError:
-            raise  # a dry pool: the 503 handler's, after one wait, not two
-        except Exception:  # the server is down: SQLAlchemy's connect raises its own error
-            return None, True
+        except dialect.loaded_dbapi.Error as error:  # the server is down: SQLAlchemy's error,
+            # raised as its own `engine.connect()` raises it (a dry pool's TimeoutError and
+            # any other error pass unchanged, as they do there): one connect, one wait.
+            Connection._handle_dbapi_exception_noconnection(error, dialect, sync)
         db.info[_BORROWED] = borrowed
     driver = borrowed.driver_connection
     if driver is None or driver.is_in_transaction():  # pragma: no cover - never left so
+        db.info.pop(_BORROWED, None)
+        await greenlet_spawn(borrowed.invalidate)
         return None, False
     try:
         return (plan.keys, await _fetch(driver, plan, params, first=first)), False
-    except Exception:  # SQLAlchemy runs it again, on a fresh connection, with its own error
+    except BaseException as error:
         db.info.pop(_BORROWED, None)
-        await greenlet_spawn(borrowed.invalidate)
-        return None, True
+        if isinstance(error, Exception) and not _lost(driver, error):
+            await greenlet_spawn(borrowed.close)  # a server error on a live connection
+            return None, True  # SQLAlchemy runs it again, and raises its own error
+        await greenlet_spawn(borrowed.invalidate)  # dead, or cancelled in the middle
+        if not isinstance(error, Exception):
+            raise
+        return None, True  # SQLAlchemy runs it again, on a fresh connection
+
+
+def _lost(driver: Any, error: Exception) -> bool:
+    """Whether the connection is gone (or unusable) after `error`: closed, a client-side
+    error without a server state, or a connection exception / server shutdown (08, 57P)."""
+    state = getattr(error, "sqlstate", None)
+    return bool(driver.is_closed() or not isinstance(state, str) or state.startswith(("08", "57P")))
 
 
 async def _hot_path(connection: AsyncConnection, statement: Executable) -> tuple[_Plan | None, Any]:

@@ -8,6 +8,7 @@ transaction not begun yet on the server, statement listeners, a driver error, a 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,20 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-from sqlalchemy import Float, Numeric, cast, delete, event, exc, func, insert, literal, select, text
+from sqlalchemy import (
+    Float,
+    Numeric,
+    bindparam,
+    cast,
+    delete,
+    event,
+    exc,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from src.infrastructure.auth.tokens import hash_token
@@ -338,6 +352,8 @@ async def borrowing(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     maker = async_sessionmaker(db_engine.execution_options(isolation_level="AUTOCOMMIT"))
     async with maker() as learner:
         assert await fetch_value(learner, SEVEN) == 7
+        assert await fetch_value(learner, PID)
+        assert await fetch_one(learner, PUBLIC_PROFILE, {"username": "nobody-at-all"}) is None
     async with maker() as session:
         allow_borrowing(session)
         try:
@@ -395,6 +411,7 @@ async def test_a_dead_borrowed_connection_is_replaced_and_the_read_answers(
     """A stale connection costs the read a retry on a fresh one, not an error."""
     out = db_engine.pool.checkedout()
     pid = await fetch_value(borrowing, PID)
+    assert not borrowing.in_transaction()  # it was read on a borrowed connection
     async with db_engine.connect() as other:
         await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     before = len(driver_calls)
@@ -404,6 +421,60 @@ async def test_a_dead_borrowed_connection_is_replaced_and_the_read_answers(
     assert db_engine.pool.checkedout() == out + 1  # the dead one is not held, or leaked
     await borrowing.close()
     assert db_engine.pool.checkedout() == out
+
+
+@pytest.fixture
+def invalidated(db_engine: AsyncEngine) -> Iterator[list[BaseException | None]]:
+    """The errors for which the pool dropped a connection."""
+    seen: list[BaseException | None] = []
+
+    def record(_dbapi: Any, _record: Any, error: BaseException | None) -> None:
+        seen.append(error)
+
+    event.listen(db_engine.sync_engine.pool, "invalidate", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db_engine.sync_engine.pool, "invalidate", record)
+
+
+async def test_a_server_error_on_a_borrowed_connection_keeps_the_connection(
+    db_engine: AsyncEngine,
+    borrowing: AsyncSession,
+    driver_calls: list[str],
+    invalidated: list[BaseException | None],
+) -> None:
+    """Bad input is SQLAlchemy's error (the 422 handler's), and costs no reconnect."""
+    out = db_engine.pool.checkedout()
+    with pytest.raises(exc.DBAPIError) as raised:
+        await fetch_one(borrowing, PUBLIC_PROFILE, {"username": "a\x00b"})
+    assert "0x00" in str(raised.value.orig)
+    assert len(driver_calls) == 1  # tried on the borrowed connection first
+    assert invalidated == []
+    assert db_engine.pool.checkedout() == out + 1  # the session's own, not a second one
+    await borrowing.close()
+    assert db_engine.pool.checkedout() == out
+
+
+async def test_a_read_cancelled_on_a_borrowed_connection_drops_it(
+    db_engine: AsyncEngine,
+    borrowing: AsyncSession,
+    invalidated: list[BaseException | None],
+) -> None:
+    """Its query may still be running on the server: the connection is not reused."""
+    out = db_engine.pool.checkedout()
+    sleep = prebuilt(select(func.pg_sleep(bindparam("seconds"))))
+    autocommit = db_engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with async_sessionmaker(autocommit)() as learner:  # its keys, on SQLAlchemy's path
+        await fetch_value(learner, sleep, {"seconds": 0})
+    assert await fetch_value(borrowing, SEVEN) == 7
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await fetch_value(borrowing, sleep, {"seconds": 5})
+    assert not borrowing.in_transaction()  # it ran on the borrowed connection
+    assert len(invalidated) == 1
+    assert db_engine.pool.checkedout() == out
+    assert await fetch_value(borrowing, SEVEN) == 7  # a fresh one next time
 
 
 async def test_a_watched_engine_is_not_borrowed_from(
