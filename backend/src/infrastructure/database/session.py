@@ -40,7 +40,11 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from src.infrastructure.config import settings
-from src.infrastructure.database.statements import allow_borrowing, return_borrowed
+from src.infrastructure.database.statements import (
+    BorrowingSession,
+    allow_borrowing,
+    return_borrowed,
+)
 
 
 def build_engine(url: str, *, echo: bool = False, **overrides: Any) -> AsyncEngine:
@@ -131,8 +135,18 @@ def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
 def get_read_sessionmaker() -> async_sessionmaker[AsyncSession]:
     """Sessions for safe-method requests: autocommit, so a read costs no BEGIN/ROLLBACK round
     trips. Each statement still sees a committed snapshot, exactly as under READ COMMITTED."""
-    engine = get_engine().execution_options(isolation_level="AUTOCOMMIT")
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return read_sessionmaker(get_engine())
+
+
+def read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Autocommit sessions on `engine`, whose hot reads may borrow their connection
+    (`statements.py`)."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+        sync_session_class=BorrowingSession,
+    )
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -193,15 +207,18 @@ async def request_session(
         yield existing
         return
     transactional = _transactional(request)
-    async with (writer() if transactional else reader())() as session:
-        request.scope[_REQUEST_SESSION] = session
-        if not transactional:
-            allow_borrowing(session)
-        try:
-            yield session
-        finally:
-            request.scope.pop(_REQUEST_SESSION, None)
-            await return_borrowed(session)
+    session = (writer() if transactional else reader())()
+    try:
+        async with session:
+            request.scope[_REQUEST_SESSION] = session
+            if not transactional:
+                allow_borrowing(session)
+            try:
+                yield session
+            finally:
+                request.scope.pop(_REQUEST_SESSION, None)
+    finally:
+        await return_borrowed(session)
 
 
 async def dispose_engine() -> None:

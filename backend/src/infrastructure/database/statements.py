@@ -37,9 +37,10 @@ A GET request's session goes one step further still (`allow_borrowing`, set by
 `async_session`): until SQLAlchemy needs a connection of its own, its hot reads borrow one
 from the pool themselves, which costs a third of opening it through the session (a
 `SessionTransaction`, an engine `Connection`, the isolation level set and reset): a profile
-read's CPU fell by a fifth to a third in-process (docs/performance.md). The session hands it
-back to the pool before it checks out its own, and `async_session` at the end, so a request
-still holds at most one.
+read's CPU fell by a fifth to a third in-process (docs/performance.md). When SQLAlchemy then
+needs a connection, the session takes the borrowed one (`BorrowingSession`: no second
+checkout; another session class hands it back to the pool first), and `async_session` returns
+it at the end, so a request still holds at most one.
 A borrowed connection found dead (or a read cancelled half-way) is dropped, and the read runs
 again through SQLAlchemy on a fresh one: a stale connection costs a retry, not an error; after
 a server error on a live one, the connection goes back to the pool and SQLAlchemy raises.
@@ -196,6 +197,7 @@ async def _fetch(
 
 _BORROWING = "src.db.borrowing"  # session.info: the session lets hot reads borrow
 _BORROWED = "src.db.borrowed"  # session.info: the pooled connection they borrowed
+_ADOPTED = "src.db.adopted"  # session.info: the engine `Connection` the session made of it
 
 
 def allow_borrowing(session: AsyncSession) -> None:
@@ -205,25 +207,50 @@ def allow_borrowing(session: AsyncSession) -> None:
     `Connection`, the isolation level set on checkout and reset on return) costs about three
     times the pool checkout itself. A borrowed connection is the pool's own, checked out
     with its events (the idle ping, `session.py`) and its timeout (a dry pool raises what the
-    503 handler expects); the session hands it back before it opens one of its own, so the
-    request still holds at most one, and `return_borrowed` hands it back at the end.
+    503 handler expects). When SQLAlchemy then needs a connection, a `BorrowingSession`
+    takes that one; any other session hands it back to the pool before it checks out its
+    own. Either way the request holds at most one, and `return_borrowed` (after the session
+    closed) hands it back at the end.
     """
     session.info[_BORROWING] = True
 
 
 async def return_borrowed(session: AsyncSession) -> None:
     """Hand the borrowed connection, if any, back to the pool, and borrow no more (the
-    request's end)."""
-    session.info.pop(_BORROWING, None)
-    borrowed = session.info.pop(_BORROWED, None)
-    if borrowed is not None:
-        await greenlet_spawn(borrowed.close)
+    request's end, after the session closed)."""
+    info = session.info
+    info.pop(_BORROWING, None)
+    for key in (_BORROWED, _ADOPTED):
+        held = info.pop(key, None)
+        if held is not None:
+            await greenlet_spawn(held.close)
+
+
+class BorrowingSession(Session):
+    """The sync session of request read sessions: when SQLAlchemy needs a connection after
+    a hot read borrowed one, it takes that one (an engine `Connection` around it, with the
+    engine's execution options and events) instead of a second checkout from the pool."""
+
+    def get_bind(self, mapper: Any = None, **kw: Any) -> Engine | Connection:
+        bind = super().get_bind(mapper, **kw)
+        if bind is not self.bind:  # another engine (per-mapper binds): its own pool
+            return bind
+        info = self.info
+        adopted: Connection | None = info.get(_ADOPTED)
+        if adopted is not None:
+            return adopted
+        borrowed = info.pop(_BORROWED, None)
+        if borrowed is None or not isinstance(bind, Engine):
+            return bind
+        adopted = info[_ADOPTED] = Connection(bind, connection=borrowed)
+        return adopted
 
 
 @event.listens_for(Session, "after_transaction_create")
 def _return_before_the_session_connects(session: Session, transaction: Any) -> None:
-    # Before its first statement the session creates its transaction, then checks out its
-    # own connection: give the borrowed one back first (one pooled connection at a time).
+    # Before its first statement a session creates its transaction, then checks out its own
+    # connection: one that did not take the borrowed one (see BorrowingSession) gives it
+    # back first, so the request holds one pooled connection at a time.
     borrowed = session.info.pop(_BORROWED, None)
     if borrowed is not None:
         borrowed.close()
@@ -238,6 +265,8 @@ async def _borrowed_execute(
     hot = _hot.get(id(statement))
     engine = db.bind
     if hot is None or hot.statement is not statement or not isinstance(engine, AsyncEngine):
+        return None, False
+    if _ADOPTED in db.info:  # the session runs on the borrowed connection now
         return None, False
     sync = engine.sync_engine
     dialect = sync.dialect

@@ -32,6 +32,7 @@ from src.infrastructure.database.session import (
     async_session,
     build_engine,
     get_engine,
+    read_sessionmaker,
     request_session,
 )
 from tests.helpers.csrf import browser
@@ -46,11 +47,7 @@ def session_dependency(engine: AsyncEngine) -> Callable[[Request], AsyncIterator
     """`async_session` on `engine`: autocommit sessions (whose hot reads borrow their
     connection) for safe methods, a transaction otherwise, one session per request."""
     writer = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-    reader = async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"),
-        expire_on_commit=False,
-        autoflush=False,
-    )
+    reader = read_sessionmaker(engine)
 
     async def override(request: Request) -> AsyncIterator[AsyncSession]:
         async with request_session(request, lambda: writer, lambda: reader) as session:

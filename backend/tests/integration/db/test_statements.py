@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from src.infrastructure.auth.tokens import hash_token
 from src.infrastructure.database.functions import comma_joined
+from src.infrastructure.database.session import build_engine, read_sessionmaker
 from src.infrastructure.database.statements import (
     allow_borrowing,
     fetch_all,
@@ -130,14 +131,17 @@ async def reader(
 ) -> AsyncIterator[AsyncSession]:
     """A session as a GET request gets one: autocommit; its hot reads run on the session's
     own connection ("own") or, as in a request, borrow one until SQLAlchemy needs it."""
-    engine = db_engine.execution_options(isolation_level="AUTOCOMMIT")
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        if request.param == "borrowed":
-            allow_borrowing(session)
-        try:
+    if request.param == "borrowed":
+        session = read_sessionmaker(db_engine)()
+        allow_borrowing(session)
+    else:
+        engine = db_engine.execution_options(isolation_level="AUTOCOMMIT")
+        session = async_sessionmaker(engine, expire_on_commit=False)()
+    try:
+        async with session:
             yield session
-        finally:
-            await return_borrowed(session)
+    finally:
+        await return_borrowed(session)
 
 
 @pytest_asyncio.fixture
@@ -354,15 +358,16 @@ async def borrowing(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         assert await fetch_value(learner, SEVEN) == 7
         assert await fetch_value(learner, PID)
         assert await fetch_one(learner, PUBLIC_PROFILE, {"username": "nobody-at-all"}) is None
-    async with maker() as session:
-        allow_borrowing(session)
-        try:
+    session = read_sessionmaker(db_engine)()
+    try:
+        async with session:
+            allow_borrowing(session)
             yield session
-        finally:
-            await return_borrowed(session)
+    finally:
+        await return_borrowed(session)
 
 
-async def test_a_borrowed_connection_goes_back_before_the_session_takes_its_own(
+async def test_the_session_takes_the_borrowed_connection_when_it_needs_one(
     db_engine: AsyncEngine,
     borrowing: AsyncSession,
     driver_calls: list[str],
@@ -370,24 +375,53 @@ async def test_a_borrowed_connection_goes_back_before_the_session_takes_its_own(
 ) -> None:
     pool = db_engine.pool
     out = pool.checkedout()
+    pid = await fetch_value(borrowing, PID)
     assert await fetch_value(borrowing, SEVEN) == 7
-    assert len(driver_calls) == 1
+    assert len(driver_calls) == 2
     assert not borrowing.in_transaction()  # the session itself opened nothing
     assert pool.checkedout() == out + 1
-    assert await fetch_value(borrowing, SEVEN) == 7  # the same borrowed connection
     assert checkouts == [out + 1]
 
-    # Something only SQLAlchemy runs: the session takes its own, the borrowed one went back.
-    assert (await borrowing.execute(select(literal(8)))).scalar_one() == 8
+    # Something only SQLAlchemy runs: on the same connection, no second checkout.
+    assert (await borrowing.execute(select(func.pg_backend_pid()))).scalar_one() == pid
     assert borrowing.in_transaction()
-    assert pool.checkedout() == out + 1
-    assert checkouts == [out + 1, out + 1]
-    # Hot reads now run on the session's connection.
-    assert await fetch_value(borrowing, SEVEN) == 7
+    assert checkouts == [out + 1]
+    # Hot reads now run on the session's connection, still the same one, still raw.
+    assert await fetch_value(borrowing, PID) == pid
     assert len(driver_calls) == 3
-    assert checkouts == [out + 1, out + 1]
-
+    # A session closed half-way (a read session released before slow work) and used again.
     await borrowing.close()
+    assert await fetch_value(borrowing, PID) == pid
+    assert checkouts == [out + 1]
+    assert pool.checkedout() == out + 1
+    await borrowing.close()
+    await return_borrowed(borrowing)
+    assert pool.checkedout() == out
+
+
+async def test_another_session_hands_the_borrowed_connection_back_before_taking_its_own(
+    db_engine: AsyncEngine, driver_calls: list[str], checkouts: list[int]
+) -> None:
+    """A session of any class (an `async_session` override's): through the pool."""
+    pool = db_engine.pool
+    maker = async_sessionmaker(db_engine.execution_options(isolation_level="AUTOCOMMIT"))
+    async with maker() as learner:
+        assert await fetch_value(learner, SEVEN) == 7
+    out = pool.checkedout()
+    checkouts.clear()
+    driver_calls.clear()
+    session = maker()
+    try:
+        async with session:
+            allow_borrowing(session)
+            assert await fetch_value(session, SEVEN) == 7
+            assert len(driver_calls) == 1
+            assert pool.checkedout() == out + 1
+            assert (await session.execute(select(literal(8)))).scalar_one() == 8
+            assert pool.checkedout() == out + 1
+            assert checkouts == [out + 1, out + 1]  # returned, then taken again
+    finally:
+        await return_borrowed(session)
     assert pool.checkedout() == out
 
 
@@ -484,3 +518,37 @@ async def test_a_watched_engine_is_not_borrowed_from(
         assert await fetch_value(borrowing, SEVEN) == 7
     assert len(seen) == 1
     assert driver_calls == []
+
+
+async def test_a_dry_pool_is_the_pools_timeout_for_a_read_that_borrows(
+    db_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error the 503 handler knows, after one wait (`pool_timeout`), not two."""
+    url = db_engine.url.render_as_string(hide_password=False)
+    small = build_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    maker = read_sessionmaker(small)
+    try:
+        async with maker() as learner:
+            assert await fetch_value(learner, SEVEN) == 7
+        pool = small.sync_engine.pool
+        waits: list[str] = []
+
+        def counted() -> Any:
+            waits.append("connect")
+            return type(pool).connect(pool)
+
+        async with small.connect() as holder:  # the pool's only connection
+            await holder.execute(select(literal(1)))
+            monkeypatch.setattr(pool, "connect", counted)
+            session = maker()
+            try:
+                async with session:
+                    allow_borrowing(session)
+                    with pytest.raises(exc.TimeoutError):
+                        await fetch_value(session, SEVEN)
+            finally:
+                await return_borrowed(session)
+        assert waits == ["connect"]
+        assert pool.checkedout() == 0
+    finally:
+        await small.dispose()
