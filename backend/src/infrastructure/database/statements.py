@@ -229,20 +229,32 @@ async def return_borrowed(session: AsyncSession) -> None:
 class BorrowingSession(Session):
     """The sync session of request read sessions: when SQLAlchemy needs a connection after
     a hot read borrowed one, it takes that one (an engine `Connection` around it, with the
-    engine's execution options and events) instead of a second checkout from the pool."""
+    engine's execution options and events) instead of a second checkout from the pool.
+
+    From then on `get_bind()` answers that `Connection` (not the engine) for the session's
+    own bind, until the request ends, even across `close()`/`commit()`: ask `db.bind` for
+    the engine."""
 
     def get_bind(self, mapper: Any = None, **kw: Any) -> Engine | Connection:
         bind = super().get_bind(mapper, **kw)
-        if bind is not self.bind:  # another engine (per-mapper binds): its own pool
+        if bind is not self.bind or not isinstance(bind, Engine):  # an explicit bind
             return bind
         info = self.info
         adopted: Connection | None = info.get(_ADOPTED)
         if adopted is not None:
-            return adopted
-        borrowed = info.pop(_BORROWED, None)
-        if borrowed is None or not isinstance(bind, Engine):
+            if not (adopted.invalidated or adopted.closed):
+                return adopted
+            # Dropped (a disconnect): it would reconnect without the engine's options
+            # (autocommit); the session connects afresh from the engine instead.
+            del info[_ADOPTED]
+            adopted.close()
             return bind
-        adopted = info[_ADOPTED] = Connection(bind, connection=borrowed)
+        borrowed = info.get(_BORROWED)
+        if borrowed is None:
+            return bind
+        adopted = Connection(bind, connection=borrowed)
+        info[_ADOPTED] = adopted
+        del info[_BORROWED]
         return adopted
 
 
@@ -294,10 +306,12 @@ async def _borrowed_execute(
     try:
         return (plan.keys, await _fetch(driver, plan, params, first=first)), False
     except BaseException as error:
-        db.info.pop(_BORROWED, None)
         if isinstance(error, Exception) and not _lost(driver, error):
-            await greenlet_spawn(borrowed.close)  # a server error on a live connection
-            return None, True  # SQLAlchemy runs it again, and raises its own error
+            # A server error on a live connection: SQLAlchemy runs the read again, on this
+            # same connection (a BorrowingSession takes it) or after it went back to the
+            # pool (any other session's transaction hands it back), and raises its error.
+            return None, True
+        db.info.pop(_BORROWED, None)
         await greenlet_spawn(borrowed.invalidate)  # dead, or cancelled in the middle
         if not isinstance(error, Exception):
             raise

@@ -389,7 +389,7 @@ async def test_the_session_takes_the_borrowed_connection_when_it_needs_one(
     # Hot reads now run on the session's connection, still the same one, still raw.
     assert await fetch_value(borrowing, PID) == pid
     assert len(driver_calls) == 3
-    # A session closed half-way (a read session released before slow work) and used again.
+    # Closed half-way and used again: still the borrowed connection, held to the end.
     await borrowing.close()
     assert await fetch_value(borrowing, PID) == pid
     assert checkouts == [out + 1]
@@ -477,16 +477,20 @@ async def test_a_server_error_on_a_borrowed_connection_keeps_the_connection(
     borrowing: AsyncSession,
     driver_calls: list[str],
     invalidated: list[BaseException | None],
+    checkouts: list[int],
 ) -> None:
-    """Bad input is SQLAlchemy's error (the 422 handler's), and costs no reconnect."""
+    """Bad input is SQLAlchemy's error (the 422 handler's), run again on the same
+    connection: no reconnect, no second checkout."""
     out = db_engine.pool.checkedout()
     with pytest.raises(exc.DBAPIError) as raised:
         await fetch_one(borrowing, PUBLIC_PROFILE, {"username": "a\x00b"})
     assert "0x00" in str(raised.value.orig)
     assert len(driver_calls) == 1  # tried on the borrowed connection first
     assert invalidated == []
-    assert db_engine.pool.checkedout() == out + 1  # the session's own, not a second one
+    assert checkouts == [out + 1]
     await borrowing.close()
+    assert db_engine.pool.checkedout() == out + 1  # held to the request's end
+    await return_borrowed(borrowing)
     assert db_engine.pool.checkedout() == out
 
 
@@ -552,3 +556,26 @@ async def test_a_dry_pool_is_the_pools_timeout_for_a_read_that_borrows(
         assert pool.checkedout() == 0
     finally:
         await small.dispose()
+
+
+async def test_a_taken_borrowed_connection_that_dies_is_replaced_in_autocommit(
+    db_engine: AsyncEngine, borrowing: AsyncSession
+) -> None:
+    """After a disconnect the session connects afresh from the engine (its options, so
+    autocommit), not by reviving the dead connection without them."""
+    out = db_engine.pool.checkedout()
+    pid = await fetch_value(borrowing, PID)
+    assert (await borrowing.execute(select(func.pg_backend_pid()))).scalar_one() == pid
+    async with db_engine.connect() as other:
+        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(exc.DBAPIError) as raised:
+        await borrowing.execute(select(literal(1)))
+    assert raised.value.connection_invalidated
+    await borrowing.rollback()
+    assert (await borrowing.execute(select(func.pg_backend_pid()))).scalar_one() != pid
+    raw = await (await borrowing.connection()).get_raw_connection()
+    assert raw.dbapi_connection.autocommit  # type: ignore[union-attr]
+    assert db_engine.pool.checkedout() == out + 1
+    await borrowing.close()
+    await return_borrowed(borrowing)
+    assert db_engine.pool.checkedout() == out
