@@ -43,7 +43,8 @@ checkout; another session class hands it back to the pool first), and `async_ses
 it at the end, so a request still holds at most one.
 A borrowed connection found dead (or a read cancelled half-way) is dropped, and the read runs
 again through SQLAlchemy on a fresh one: a stale connection costs a retry, not an error; after
-a server error on a live one, the connection goes back to the pool and SQLAlchemy raises.
+a server error on a live one, SQLAlchemy runs the read again on that same connection and
+raises its own error.
 
 Like an `AsyncSession` itself, a session is not for concurrent use by several tasks (the raw
 path does not take the asyncpg adapter's lock). Behind PgBouncer in transaction mode, turn off
@@ -272,22 +273,15 @@ async def _borrowed_execute(
     db: AsyncSession, statement: Executable, params: Mapping[str, Any] | None, *, first: bool
 ) -> tuple[tuple[tuple[str, ...], list[Row]] | None, bool]:
     """(the read's keys and rows, False) on a borrowed connection; (None, False) when the
-    read is not for this path; (None, True) when the driver raised (the connection is
-    dropped: it may be dead)."""
-    hot = _hot.get(id(statement))
+    read is not for this path; (None, True) when the driver raised (a lost connection is
+    dropped, a live one kept for SQLAlchemy's run of the same read)."""
     engine = db.bind
-    if hot is None or hot.statement is not statement or not isinstance(engine, AsyncEngine):
-        return None, False
-    if _ADOPTED in db.info:  # the session runs on the borrowed connection now
+    if not isinstance(engine, AsyncEngine) or _ADOPTED in db.info:  # then the session's path
         return None, False
     sync = engine.sync_engine
     dialect = sync.dialect
-    if dialect.driver != "asyncpg" or _watched(sync, sync):
-        return None, False
-    if dialect not in hot.plans:
-        hot.plans[dialect] = _compile(statement, dialect)
-    plan = hot.plans[dialect]
-    if plan is None or plan.keys is None:  # keys are learnt on SQLAlchemy's path first
+    plan = _plan_for(statement, dialect)
+    if plan is None or plan.keys is None or _watched(sync, sync):  # keys: learnt there first
         return None, False
     borrowed: PoolProxiedConnection | None = db.info.get(_BORROWED)
     if borrowed is None:
@@ -328,19 +322,22 @@ def _lost(driver: Any, error: Exception) -> bool:
 async def _hot_path(connection: AsyncConnection, statement: Executable) -> tuple[_Plan | None, Any]:
     """The statement's plan and the asyncpg connection, when this call may take the raw path;
     else (None, None)."""
-    hot = _hot.get(id(statement))
-    if hot is None or hot.statement is not statement:
-        return None, None
-    dialect = connection.dialect
-    if dialect.driver != "asyncpg" or _instrumented(connection):
-        return None, None
-    if dialect not in hot.plans:
-        hot.plans[dialect] = _compile(statement, dialect)
-    plan = hot.plans[dialect]
-    if plan is None:  # known to stay on SQLAlchemy's path: no need to look at the connection
+    plan = _plan_for(statement, connection.dialect)
+    if plan is None or _instrumented(connection):  # no need to look at the connection
         return None, None
     driver = await _driver_if_ready(connection)
     return (plan, driver) if driver is not None else (None, None)
+
+
+def _plan_for(statement: Executable, dialect: Dialect) -> _Plan | None:
+    """The prebuilt statement's plan for an asyncpg `dialect` (compiled on first use), or
+    None: not prebuilt, another driver, or known to stay on SQLAlchemy's path."""
+    hot = _hot.get(id(statement))
+    if hot is None or hot.statement is not statement or dialect.driver != "asyncpg":
+        return None
+    if dialect not in hot.plans:
+        hot.plans[dialect] = _compile(statement, dialect)
+    return hot.plans[dialect]
 
 
 def _learn_keys(

@@ -61,7 +61,10 @@ async def test_a_database_that_is_down_is_a_503(app):
     _assert_unavailable(sign_up)
 
 
-@pytest.mark.skipif(is_sqlite(TEST_DB_URL), reason="hot reads borrow asyncpg connections")
+@pytest.mark.skipif(
+    is_sqlite(TEST_DB_URL),
+    reason="only Postgres reads borrow a pooled asyncpg connection; SQLite never does",
+)
 async def test_a_database_that_went_down_is_a_503_for_a_read_that_borrows(app, db_engine):
     """A GET's hot read takes its pooled connection itself (`statements.py`); when the server
     is gone, the error it meets is still the one the 503 handler knows."""
