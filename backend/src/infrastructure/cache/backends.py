@@ -17,11 +17,20 @@ What is configured or written here rather than taken as is, and why:
 - Short socket timeouts and one reconnect attempt, so a dead Redis costs milliseconds, and
   a Redis restart (stale pooled connections) costs nothing.
 - `close()` uses redis-py's `aclose()`: cashews still calls the deprecated `close()`.
+- The hot read (one `MGET` per cache lookup: the entry, its lock and its version tokens) runs
+  on `RedisReads`, a few redis-py connections of its own, rather than through the client:
+  the client's blocking pool (a lock, a condition, a timeout and a liveness read per
+  command), its retry wrapper and cashews' per-value decoding cost twice the command itself
+  (about 120 us against 55 us of CPU per lookup, measured in one run). redis-py still
+  connects, authenticates, times out and parses; what is ours is the bounded idle list and
+  the one retry of a connection that went stale, the same policy the client had.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cashews.backends.interface import Backend
@@ -29,8 +38,10 @@ from cashews.backends.memory import Memory
 from cashews.backends.redis import Redis
 from cashews.picklers import PicklerType
 from cashews.serialize import get_serializer
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from src.infrastructure.config import Settings, mask_url
 
@@ -39,6 +50,7 @@ MEMORY_MAX_ENTRIES = 10_000
 REDIS_SOCKET_TIMEOUT_SECONDS = 0.25
 REDIS_POOL_WAIT_SECONDS = 1.0
 REDIS_MAX_CONNECTIONS = 50
+"""Of the client (writes, locks); the hot reads have as many again of their own."""
 
 Fingerprint = tuple[str, tuple[str, str | None] | None]
 
@@ -61,10 +73,19 @@ class CacheStore:
         """True when other processes see the same data (Redis): cross-process locks matter."""
         self.description = description
 
+        self._reads: RedisReads | None = None
+
     async def open(self) -> None:
         await self._backend.init()  # type: ignore[no-untyped-call]  # cashews leaves it untyped
+        pool = getattr(getattr(self._backend, "_client", None), "connection_pool", None)
+        if self.shared and pool is not None:  # a plain Redis client (not a cluster)
+            self._reads = RedisReads(
+                pool.make_connection, REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_SECONDS
+            )
 
     async def get_many(self, keys: Sequence[str]) -> tuple[Any, ...]:
+        if self._reads is not None:
+            return tuple(map(_decode, await self._reads.execute("MGET", *keys)))
         return tuple(await self._backend.get_many(*keys))
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -87,6 +108,8 @@ class CacheStore:
         await self._backend.delete_match(_glob_escape(prefix) + "*")
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         client = getattr(self._backend, "_client", None)
         if client is not None:  # Redis: close the pool, without cashews' deprecated close()
             await client.aclose(close_connection_pool=True)
@@ -129,6 +152,93 @@ def build_store(settings: Settings) -> CacheStore:
         client_name="cache",
     )
     return CacheStore(redis, shared=True, description=f"redis at {mask_url(address)}")
+
+
+def _decode(value: Any) -> Any:
+    """A raw value as cashews' serializer (null pickler, no signing) reads what it wrote: our
+    entries as their bytes, tokens as ints, anything else as missing."""
+    if not isinstance(value, bytes):
+        return None
+    if value.isdigit():
+        return int(value)
+    kind, separator, rest = value.partition(b":")
+    return rest if separator and kind == b"bytes" else None
+
+
+class RedisReads:
+    """A bounded set of redis-py connections for one kind of idempotent read.
+
+    `execute` takes an idle connection (the most recently used), or makes one while fewer
+    than `size` exist, or waits up to `wait` seconds for one to come back (then raises
+    redis-py's ConnectionError, like its blocking pool). redis-py drops the socket of a
+    connection whose command failed or was cancelled and reconnects it on its next use, so a
+    connection always returns to the idle list. A read that fails with a ConnectionError on
+    a connection that was already open (Redis restarted since) runs once more on a fresh
+    socket; a connection made for this call that fails, or a timeout, raises at once.
+    """
+
+    def __init__(self, make: Callable[[], AbstractConnection], size: int, wait: float) -> None:
+        self._make = make
+        self._size = size
+        self._wait = wait
+        self._idle: list[AbstractConnection] = []
+        self._count = 0  # made so far (idle or in use)
+        self._closed = False
+        self._waiters: deque[asyncio.Future[AbstractConnection]] = deque()
+
+    async def execute(self, *command: Any) -> Any:
+        connection = await self._acquire()
+        try:
+            was_open = connection.is_connected
+            try:
+                await connection.send_command(*command)
+                return await connection.read_response()
+            except RedisConnectionError:
+                if not was_open:
+                    raise
+            await connection.send_command(*command)  # redis-py reconnects it first
+            return await connection.read_response()
+        finally:
+            if self._closed:
+                await connection.disconnect(nowait=True)
+            else:
+                self._release(connection)
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use close as their reads end."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.disconnect()
+
+    async def _acquire(self) -> AbstractConnection:
+        if self._idle:
+            return self._idle.pop()
+        if self._count < self._size:
+            self._count += 1
+            return self._make()
+        waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._wait):
+                return await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():  # handed over as this call gave up
+                self._release(waiter.result())
+            waiter.cancel()  # `_release` skips it
+            if isinstance(error, TimeoutError):
+                raise RedisConnectionError(
+                    f"all {self._size} connections of the cache's reads are busy"
+                ) from None
+            raise
+
+    def _release(self, connection: AbstractConnection) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
 
 
 def _glob_escape(text: str) -> str:
