@@ -138,11 +138,57 @@ def get_read_sessionmaker() -> async_sessionmaker[AsyncSession]:
     return read_sessionmaker(get_engine())
 
 
+class LazySession(AsyncSession):
+    """An `AsyncSession` built at its first use: until then it is an empty shell.
+
+    Every GET request gets a session (the rate limiter and most routes declare `DBSession`),
+    and many never use it: a cache hit, an anonymous request the limiter answers alone, a
+    404 decided before any query. Building the session (its sync `Session`, the proxy
+    registry) and closing it (a task, a greenlet) cost about a tenth of such a request.
+    This shell defers both: the first attribute that needs the real session builds it with
+    the arguments it was given, and closing a shell that was never used does nothing.
+    `info` written before that (say `allow_borrowing`) is kept and handed to the session.
+    """
+
+    def __init__(self, bind: Any = None, **kw: Any) -> None:
+        self.__dict__["_deferred"] = (bind, kw, {})
+
+    @property
+    def opened(self) -> bool:
+        """Whether the real session was built (the shell was used)."""
+        return "_deferred" not in self.__dict__
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        deferred = self.__dict__.get("_deferred")
+        if deferred is not None:
+            return deferred[2]  # type: ignore[no-any-return]
+        return self.sync_session.info
+
+    def __getattr__(self, name: str) -> Any:
+        deferred = self.__dict__.pop("_deferred", None)
+        if deferred is None:  # built already: the attribute really is missing
+            raise AttributeError(name)
+        bind, kw, info = deferred
+        AsyncSession.__init__(self, bind, **kw)
+        self.sync_session.info.update(info)
+        return getattr(self, name)
+
+    async def close(self) -> None:
+        if self.opened:
+            await super().close()
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        if self.opened:
+            await super().__aexit__(type_, value, traceback)
+
+
 def read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Autocommit sessions on `engine`, whose hot reads may borrow their connection
-    (`statements.py`)."""
+    """Autocommit sessions on `engine`, built at their first use (`LazySession`), whose
+    hot reads may borrow their connection (`statements.py`)."""
     return async_sessionmaker(
         engine.execution_options(isolation_level="AUTOCOMMIT"),
+        class_=LazySession,
         expire_on_commit=False,
         autoflush=False,
         sync_session_class=BorrowingSession,

@@ -6,7 +6,13 @@ import pytest
 from sqlalchemy import func, insert, select
 from starlette.requests import Request
 
-from src.infrastructure.database.session import async_session, get_sessionmaker, writes_on_get
+from src.infrastructure.database.session import (
+    LazySession,
+    async_session,
+    get_sessionmaker,
+    writes_on_get,
+)
+from src.infrastructure.database.statements import BorrowingSession
 from src.modules.tier.models import Tier
 
 
@@ -91,3 +97,54 @@ async def test_a_get_marked_writes_on_get_runs_in_one_transaction(clean_tables):
     async with get_sessionmaker()() as check:
         names = set((await check.scalars(select(Tier.name))).all())
     assert names == {"autocommitted"}
+
+
+@pytest.mark.integration
+async def test_a_read_session_that_is_never_used_is_never_built(monkeypatch):
+    """A cache hit or an early 404: the request's session costs nothing it did not use."""
+    built: list[object] = []
+    original = BorrowingSession.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BorrowingSession, "__init__", counting)
+    generator, reader = await _session("GET")
+    assert isinstance(reader, LazySession)
+    assert "src.db.borrowing" in reader.info  # set before any use, kept in the shell
+    await generator.aclose()
+
+    assert built == []
+    assert not reader.opened
+
+
+@pytest.mark.integration
+async def test_a_read_session_is_built_at_its_first_use_with_what_was_set_before(clean_tables):
+    generator, reader = await _session("GET")
+    reader.info["mark"] = "kept"
+
+    assert (await reader.execute(select(func.count()).select_from(Tier))).scalar_one() == 0
+
+    assert reader.opened
+    assert isinstance(reader.sync_session, BorrowingSession)
+    assert reader.info["mark"] == "kept"
+    assert reader.info["src.db.borrowing"] is True
+    # Still an autocommit session: what it writes is there without a commit.
+    await reader.execute(insert(Tier).values(name="autocommitted"))
+    await generator.aclose()
+    writer_gen, writer = await _session("POST")
+    names = (await writer.execute(select(Tier.name))).scalars().all()
+    await writer_gen.aclose()
+    assert names == ["autocommitted"]
+
+
+@pytest.mark.integration
+async def test_an_unknown_attribute_of_a_read_session_is_an_attribute_error():
+    generator, reader = await _session("GET")
+    with pytest.raises(AttributeError):
+        _ = reader.no_such_attribute
+    assert reader.opened  # looking it up built the session, which has no such attribute either
+    with pytest.raises(AttributeError):
+        _ = reader.no_such_attribute
+    await generator.aclose()
