@@ -24,7 +24,6 @@ from sqlalchemy import (
     Numeric,
     bindparam,
     cast,
-    delete,
     event,
     exc,
     func,
@@ -145,15 +144,16 @@ async def reader(
 
 
 @pytest_asyncio.fixture
-async def committed(db_engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
+async def committed(db_engine: AsyncEngine, clean_tables: None) -> AsyncIterator[dict[str, Any]]:
     """A user with two roles, a session and an API key, committed (an autocommit read sees
-    committed rows only), and removed afterwards."""
+    committed rows only); every table is emptied afterwards (the user's default tier too)."""
     maker = async_sessionmaker(db_engine, expire_on_commit=False)
     async with maker() as db:
         user = await create_user(db, name="Zoë")
-        other = await create_user(db)
+        await create_user(db)  # another user, so reads must pick the right one
         await db.commit()
-        roles = [await grant(db, user, "user.read"), await grant(db, user, "role.read")]
+        await grant(db, user, "user.read")
+        await grant(db, user, "role.read")
         token = await DatabaseSessionStore().create(
             db, user_id=user["id"], ip_address="127.0.0.1", user_agent=None
         )
@@ -169,13 +169,7 @@ async def committed(db_engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
             )
         )
         await db.commit()
-    try:
-        yield {"user": user, "token": token, "prefix": prefix}
-    finally:
-        async with maker() as db:
-            await db.execute(delete(User).where(User.id.in_([user["id"], other["id"]])))
-            await db.execute(delete(Role).where(Role.id.in_(roles)))
-            await db.commit()
+    yield {"user": user, "token": token, "prefix": prefix}
 
 
 async def test_every_hot_statement_reads_what_sqlalchemy_reads(
