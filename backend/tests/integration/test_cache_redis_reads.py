@@ -194,3 +194,29 @@ async def test_closing_closes_connections_in_use_when_their_reads_end():
 
         assert len(made) == 2
         assert not any(connection.is_connected for connection in made)
+
+
+async def test_closing_wakes_the_waiters_and_refuses_new_reads():
+    silent = SilentServer()
+    port = await silent.start()
+    reads = RedisReads(lambda: connection_to(port, timeout=0.3), 1, 5.0)
+    busy = asyncio.ensure_future(reads.execute("MGET", "k"))  # holds the only connection
+    await asyncio.sleep(0.05)
+    waiting = asyncio.ensure_future(reads.execute("MGET", "k"))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    closed_at = loop.time()
+
+    await reads.close()
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await waiting
+    woken_after = loop.time() - closed_at
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await reads.execute("MGET", "k")  # at once, no new connection
+    with pytest.raises(RedisTimeoutError):
+        await busy  # the read in flight ends as it would have
+    silent.close()
+
+    assert woken_after < 1.0  # not the 5 s wait for a connection
+    assert reads._count == 1
+    assert silent.accepted == 1

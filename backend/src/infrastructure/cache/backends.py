@@ -174,7 +174,10 @@ class RedisReads:
     connection whose command failed or was cancelled and reconnects it on its next use, so a
     connection always returns to the idle list. A read that fails with a ConnectionError on
     a connection that was already open (Redis restarted since) runs once more on a fresh
-    socket; a connection made for this call that fails, or a timeout, raises at once.
+    socket; a read on a connection made for it that fails, or a timeout, raises at once.
+    Connecting follows the client's settings (one retried connect attempt; a PING first on a
+    new connection and on one idle for over `health_check_interval`). After `close()` every
+    call, and every call still waiting for a connection, raises ConnectionError at once.
     """
 
     def __init__(self, make: Callable[[], AbstractConnection], size: int, wait: float) -> None:
@@ -207,11 +210,20 @@ class RedisReads:
     async def close(self) -> None:
         """Close the idle connections; those in use close as their reads end."""
         self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(self._closed_error())
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()
 
+    def _closed_error(self) -> RedisConnectionError:
+        return RedisConnectionError("the cache's read connections are closed")
+
     async def _acquire(self) -> AbstractConnection:
+        if self._closed:
+            raise self._closed_error()
         if self._idle:
             return self._idle.pop()
         if self._count < self._size:
@@ -223,8 +235,12 @@ class RedisReads:
             async with asyncio.timeout(self._wait):
                 return await waiter
         except BaseException as error:
-            if waiter.done() and not waiter.cancelled():  # handed over as this call gave up
-                self._release(waiter.result())
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # handed over as this call gave up: pass it on
+                if self._closed:
+                    await waiter.result().disconnect(nowait=True)
+                else:
+                    self._release(waiter.result())
             waiter.cancel()  # `_release` skips it
             if isinstance(error, TimeoutError):
                 raise RedisConnectionError(

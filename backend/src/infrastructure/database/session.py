@@ -148,10 +148,12 @@ class LazySession(AsyncSession):
     This shell defers both: the first attribute that needs the real session builds it with
     the arguments it was given, and closing a shell that was never used does nothing.
     `info` written before that (say `allow_borrowing`) is kept and handed to the session.
+    A shell answers `bind` (its engine) and `in_transaction()` (False) without being built,
+    so hot reads that borrow their connection (`statements.py`) never build it either.
     """
 
     def __init__(self, bind: Any = None, **kw: Any) -> None:
-        self.__dict__["_deferred"] = (bind, kw, {})
+        self.__dict__["_deferred"] = (bind, kw, dict(kw.get("info") or {}))
 
     @property
     def opened(self) -> bool:
@@ -165,13 +167,30 @@ class LazySession(AsyncSession):
             return deferred[2]  # type: ignore[no-any-return]
         return self.sync_session.info
 
+    @property
+    def bind(self) -> Any:
+        deferred = self.__dict__.get("_deferred")
+        if deferred is not None:
+            return deferred[0]
+        return AsyncSession.bind.fget(self)  # type: ignore[attr-defined]
+
+    @bind.setter
+    def bind(self, bind: Any) -> None:
+        self.sync_session  # noqa: B018 - builds the session, whose bind this sets
+        AsyncSession.bind.fset(self, bind)  # type: ignore[attr-defined]
+
+    def in_transaction(self) -> bool:
+        return self.opened and super().in_transaction()
+
     def __getattr__(self, name: str) -> Any:
-        deferred = self.__dict__.pop("_deferred", None)
+        deferred = self.__dict__.get("_deferred")
         if deferred is None:  # built already: the attribute really is missing
             raise AttributeError(name)
         bind, kw, info = deferred
-        AsyncSession.__init__(self, bind, **kw)
-        self.sync_session.info.update(info)
+        AsyncSession.__init__(self, bind, **kw)  # if this raises, the shell stays a shell
+        info.update(self.sync_session.info)
+        self.sync_session.info = info  # the same dict before and after: no stale reference
+        del self.__dict__["_deferred"]
         return getattr(self, name)
 
     async def close(self) -> None:

@@ -3,13 +3,14 @@
 import asyncio
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import exc, func, insert, select
 from starlette.requests import Request
 
 from src.infrastructure.database.session import (
     LazySession,
     async_session,
     get_sessionmaker,
+    read_sessionmaker,
     writes_on_get,
 )
 from src.infrastructure.database.statements import BorrowingSession
@@ -148,3 +149,46 @@ async def test_an_unknown_attribute_of_a_read_session_is_an_attribute_error():
     with pytest.raises(AttributeError):
         _ = reader.no_such_attribute
     await generator.aclose()
+
+
+@pytest.mark.integration
+async def test_an_unbuilt_read_session_answers_its_engine_and_no_transaction():
+    generator, reader = await _session("GET")
+    engine = reader.bind
+
+    assert engine is not None
+    assert engine.sync_engine.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+    assert not reader.in_transaction()
+    assert not reader.opened  # neither question built it
+
+    reader.bind = engine  # setting it builds the session and binds it
+    assert reader.opened
+    assert reader.bind is engine
+    await generator.aclose()
+
+
+@pytest.mark.integration
+async def test_a_read_session_keeps_one_info_dict_and_the_makers_info(db_engine):
+    maker = read_sessionmaker(db_engine)
+    session = maker(info={"configured": 1})
+    before = session.info
+
+    assert before == {"configured": 1}  # what the maker was given, before the build
+    await session.execute(select(1))
+    assert session.opened
+    before["late"] = 2  # a reference taken before the build still writes to the session
+    assert session.info == {"configured": 1, "late": 2}
+    assert session.sync_session.info is before
+    await session.close()
+
+
+@pytest.mark.integration
+async def test_a_read_session_that_cannot_be_built_stays_a_shell(db_engine):
+    shell = LazySession(db_engine.sync_engine)  # a sync engine: AsyncSession refuses it
+
+    with pytest.raises(exc.ArgumentError):
+        _ = shell.sync_session
+    assert not shell.opened
+    with pytest.raises(exc.ArgumentError):  # the same error again, not an AttributeError
+        _ = shell.sync_session
+    await shell.close()  # nothing to close

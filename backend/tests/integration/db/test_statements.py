@@ -373,11 +373,13 @@ async def test_the_session_takes_the_borrowed_connection_when_it_needs_one(
     assert await fetch_value(borrowing, SEVEN) == 7
     assert len(driver_calls) == 2
     assert not borrowing.in_transaction()  # the session itself opened nothing
+    assert not borrowing.opened  # not even built: the reads needed only its engine
     assert pool.checkedout() == out + 1
     assert checkouts == [out + 1]
 
     # Something only SQLAlchemy runs: on the same connection, no second checkout.
     assert (await borrowing.execute(select(func.pg_backend_pid()))).scalar_one() == pid
+    assert borrowing.opened
     assert borrowing.in_transaction()
     assert checkouts == [out + 1]
     # Hot reads now run on the session's connection, still the same one, still raw.
