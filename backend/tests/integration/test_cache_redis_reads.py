@@ -118,26 +118,22 @@ async def test_a_connection_that_fails_at_once_is_not_retried():
         server.close()
 
     assert accepted == 3  # one connection per lookup: no second try on a new socket
-    assert reads._count == 1  # the same connection object, reconnecting on use
+    assert reads._count == 0  # a connection that could not be opened is not kept
 
 
 async def test_connections_are_bounded_and_a_full_set_is_a_quick_error():
-    silent = SilentServer()
-    port = await silent.start()
-    reads = RedisReads(lambda: connection_to(port, timeout=1.0), 2, 0.1)
-    try:
+    with private_redis() as server:
+        reads = RedisReads(lambda: connection_to(server.port, timeout=2.0), 2, 0.3)
         results = await asyncio.gather(
-            *(reads.execute("MGET", "k") for _ in range(6)), return_exceptions=True
+            *(reads.execute("BLPOP", "nothing", "0.6") for _ in range(6)),
+            return_exceptions=True,
         )
-    finally:
         await reads.close()
-        silent.close()
 
-    assert silent.most_open == 2
+    assert reads._count == 2
+    assert results.count(None) == 2  # the two that got a connection blocked, then answered
     busy = [r for r in results if isinstance(r, RedisConnectionError)]
-    timed_out = [r for r in results if isinstance(r, RedisTimeoutError)]
-    assert len(timed_out) == 2  # the two that got a connection waited for the reply
-    assert len(busy) == 4  # the others gave up waiting for a connection after 0.1 s
+    assert len(busy) == 4  # the others gave up waiting for a connection after 0.3 s
     assert all("busy" in str(error) for error in busy)
 
 
@@ -200,7 +196,7 @@ async def test_closing_wakes_the_waiters_and_refuses_new_reads():
     silent = SilentServer()
     port = await silent.start()
     reads = RedisReads(lambda: connection_to(port, timeout=0.3), 1, 5.0)
-    busy = asyncio.ensure_future(reads.execute("MGET", "k"))  # holds the only connection
+    busy = asyncio.ensure_future(reads.execute("MGET", "k"))  # opening the only connection
     await asyncio.sleep(0.05)
     waiting = asyncio.ensure_future(reads.execute("MGET", "k"))
     await asyncio.sleep(0.05)
@@ -218,5 +214,53 @@ async def test_closing_wakes_the_waiters_and_refuses_new_reads():
     silent.close()
 
     assert woken_after < 1.0  # not the 5 s wait for a connection
-    assert reads._count == 1
-    assert silent.accepted == 1
+    assert silent.accepted == 1  # the closed set opened nothing more
+    assert reads._count == 0  # the one being opened timed out: nothing kept
+
+
+async def test_a_burst_on_a_cold_process_opens_one_connection_at_a_time():
+    with private_redis() as server:
+        client = Redis(port=server.port)
+        await client.set("k", "v")
+        await client.aclose()
+        connecting = most_connecting = 0
+
+        class Counted(Connection):
+            async def connect(self) -> None:
+                nonlocal connecting, most_connecting
+                connecting += 1
+                most_connecting = max(most_connecting, connecting)
+                try:
+                    await super().connect()
+                finally:
+                    connecting -= 1
+
+        reads = RedisReads(
+            lambda: Counted(host="127.0.0.1", port=server.port, socket_timeout=1.0), 50, 5.0
+        )
+        results = await asyncio.gather(*(reads.execute("MGET", "k") for _ in range(50)))
+        await reads.close()
+
+    assert results == [[b"v"]] * 50
+    assert most_connecting == 1  # never a storm of simultaneous connects
+    assert 1 <= reads._count <= 50
+
+
+async def test_calls_waiting_behind_a_failed_connect_fail_with_it_at_once():
+    attempts = 0
+
+    class Refused(Connection):
+        async def connect(self) -> None:
+            nonlocal attempts
+            attempts += 1
+            await asyncio.sleep(0.05)  # slow enough for the others to queue behind it
+            raise RedisConnectionError("refused")
+
+    reads = RedisReads(lambda: Refused(host="127.0.0.1", port=1), 50, 5.0)
+    results = await asyncio.gather(
+        *(reads.execute("MGET", "k") for _ in range(20)), return_exceptions=True
+    )
+
+    assert all(isinstance(result, RedisConnectionError) for result in results)
+    assert attempts == 1  # one connect for the whole burst, not one per call
+    assert reads._count == 0

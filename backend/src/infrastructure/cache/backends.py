@@ -168,16 +168,21 @@ def _decode(value: Any) -> Any:
 class RedisReads:
     """A bounded set of redis-py connections for one kind of idempotent read.
 
-    `execute` takes an idle connection (the most recently used), or makes one while fewer
-    than `size` exist, or waits up to `wait` seconds for one to come back (then raises
-    redis-py's ConnectionError, like its blocking pool). redis-py drops the socket of a
-    connection whose command failed or was cancelled and reconnects it on its next use, so a
-    connection always returns to the idle list. A read that fails with a ConnectionError on
-    a connection that was already open (Redis restarted since) runs once more on a fresh
-    socket; a read on a connection made for it that fails, or a timeout, raises at once.
-    Connecting follows the client's settings (one retried connect attempt; a PING first on a
-    new connection and on one idle for over `health_check_interval`). After `close()` every
-    call, and every call still waiting for a connection, raises ConnectionError at once.
+    `execute` takes an idle connection (the most recently used), or opens one while fewer
+    than `size` exist and no other is being opened, or waits for one to come back or for its
+    turn to open one, up to `wait` seconds in all (then raises redis-py's ConnectionError,
+    like its blocking pool). Opening one at a time: a burst of lookups on a cold process
+    opens connections one after the other, each reused as soon as its read ends, instead of
+    dozens of sockets at once (whose connects then time out on a busy loop). redis-py drops
+    the socket of a connection whose command failed or was cancelled and reconnects it on
+    its next use, so a connection always returns to the idle list. A read that fails with a
+    ConnectionError on a connection that was already open (Redis restarted since) runs once
+    more on a fresh socket; a read on a connection opened for it that fails, or a timeout,
+    raises at once, and so do the calls waiting behind a connect that failed (one attempt per
+    burst while Redis is down). Connecting follows the client's settings (one retried connect
+    attempt; a PING first on a new connection and on one idle for over
+    `health_check_interval`). After `close()` every call, and every call still waiting,
+    raises ConnectionError at once.
     """
 
     def __init__(self, make: Callable[[], AbstractConnection], size: int, wait: float) -> None:
@@ -186,18 +191,20 @@ class RedisReads:
         self._wait = wait
         self._idle: list[AbstractConnection] = []
         self._count = 0  # made so far (idle or in use)
+        self._connecting = False
         self._closed = False
-        self._waiters: deque[asyncio.Future[AbstractConnection]] = deque()
+        # A waiter gets a connection, or None: a connect ended, look again.
+        self._waiters: deque[asyncio.Future[AbstractConnection | None]] = deque()
 
     async def execute(self, *command: Any) -> Any:
-        connection = await self._acquire()
+        connection, opened = await self._acquire()
         try:
-            was_open = connection.is_connected
+            retry = not opened and connection.is_connected
             try:
                 await connection.send_command(*command)
                 return await connection.read_response()
             except RedisConnectionError:
-                if not was_open:
+                if not retry:
                     raise
             await connection.send_command(*command)  # redis-py reconnects it first
             return await connection.read_response()
@@ -221,27 +228,72 @@ class RedisReads:
     def _closed_error(self) -> RedisConnectionError:
         return RedisConnectionError("the cache's read connections are closed")
 
-    async def _acquire(self) -> AbstractConnection:
-        if self._closed:
-            raise self._closed_error()
-        if self._idle:
-            return self._idle.pop()
-        if self._count < self._size:
-            self._count += 1
-            return self._make()
-        waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
+    async def _acquire(self) -> tuple[AbstractConnection, bool]:
+        """A connection, and whether it was opened for this call."""
+        deadline = None
+        while True:
+            if self._closed:
+                raise self._closed_error()
+            if self._idle:
+                return self._idle.pop(), False
+            if self._count < self._size and not self._connecting:
+                return await self._open(), True
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self._wait
+            handed = await self._wait_for_turn(deadline)
+            if handed is not None:
+                return handed, False
+
+    async def _open(self) -> AbstractConnection:
+        self._count += 1
+        self._connecting = True
+        connection = self._make()
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]
+        except Exception as error:
+            # Redis is unreachable right now: every call waiting behind this connect fails
+            # with it at once (and fails open) instead of trying a connect of its own.
+            self._count -= 1
+            self._connecting = False
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
+            raise
+        except BaseException:  # cancelled: the next waiter may open one
+            self._count -= 1
+            self._connecting = False
+            self._nudge()
+            raise
+        self._connecting = False
+        self._nudge()
+        return connection
+
+    def _nudge(self) -> None:
+        """Let the first waiter look again (it may open the next connection)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wait_for_turn(self, deadline: float) -> AbstractConnection | None:
+        waiter: asyncio.Future[AbstractConnection | None]
+        waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(self._wait):
+            async with asyncio.timeout_at(deadline):
                 return await waiter
         except BaseException as error:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # handed over as this call gave up: pass it on
-                if self._closed:
-                    await waiter.result().disconnect(nowait=True)
+                handed = waiter.result()  # handed over as this call gave up: pass it on
+                if handed is None:
+                    self._nudge()
+                elif self._closed:
+                    await handed.disconnect(nowait=True)
                 else:
-                    self._release(waiter.result())
-            waiter.cancel()  # `_release` skips it
+                    self._release(handed)
+            waiter.cancel()  # `_release` and `_nudge` skip it
             if isinstance(error, TimeoutError):
                 raise RedisConnectionError(
                     f"all {self._size} connections of the cache's reads are busy"
