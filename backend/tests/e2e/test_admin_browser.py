@@ -52,7 +52,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         check=True,
         capture_output=True,
     )
-    created = httpx.post(f"{running.base_url}/api/v1/users/", json=PLAIN | {"password": PASSWORD})
+    created = httpx.post(
+        f"{running.base_url}/api/v1/users/", json=PLAIN | {"password": PASSWORD}, timeout=60
+    )
     assert created.status_code == 201, created.text
     yield running
     running.stop()
@@ -68,7 +70,7 @@ def sign_in(page: Any, username: str) -> None:  # noqa: F811 - the page object
 
 
 def test_a_superuser_manages_users_tiers_and_sessions(page: Any, server: Server) -> None:  # noqa: F811
-    with screenshot_on_failure(page), httpx.Client(base_url=server.base_url) as user:
+    with screenshot_on_failure(page), httpx.Client(base_url=server.base_url, timeout=60) as user:
         assert (
             user.post(
                 "/api/v1/auth/login", json={"username": PLAIN["username"], "password": PASSWORD}
