@@ -23,6 +23,7 @@ from src.infrastructure.database.session import dispose_engine, pool_status
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
 from src.infrastructure.redis_client import close_redis_clients, persistence_warning
+from src.infrastructure.route_index import install_route_index
 from src.infrastructure.security.validator import validate_settings
 from src.infrastructure.taskiq.brokers import (
     default_broker,
@@ -96,6 +97,7 @@ def create_app() -> FastAPI:
     if settings.ADMIN_ENABLED:
         mount_admin(app)  # /admin: sqladmin on the same users, sessions and CSRF
     install_openapi(app)  # every status each route can answer, with the error model
+    install_route_index(app)  # the route FastAPI would pick, by lookup instead of a scan
 
     # add_middleware wraps: the last one added is the outermost. Everything a client can
     # receive (a 413 and CORS preflights included) passes the edge's cookie and header work.
