@@ -164,12 +164,15 @@ class EdgeMiddleware:
                 and not declared
                 and scope["path"] not in self.unqueued_paths
             ):
-                try:
-                    async with asyncio.timeout(self.queue_timeout):
-                        await self.admission.acquire()
-                except TimeoutError:
-                    await self._answer(overloaded_response(), scope, receive, send_with_headers)
-                    return
+                if self.admission.locked():  # wait for a slot, at most queue_timeout
+                    try:
+                        async with asyncio.timeout(self.queue_timeout):
+                            await self.admission.acquire()
+                    except TimeoutError:
+                        await self._answer(overloaded_response(), scope, receive, send_with_headers)
+                        return
+                else:  # a free slot: taken at once, no timer to arm and cancel
+                    await self.admission.acquire()
                 admitted = True
             if declared is None:  # chunked, or no length at all (HTTP/2): count as it comes
                 receive = counting_receive(receive, self.max_body_bytes)

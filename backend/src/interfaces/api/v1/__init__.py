@@ -5,12 +5,12 @@ own dependencies and endpoint (and any `@cache`). Each slice router is included 
 directly, with the prefix and the dependency, rather than through an intermediate `/api/v1`
 router: FastAPI matches included routers level by level, so every request saves one level.
 
-Order is speed: FastAPI tries the routes one by one, twice per request (to pick the router,
-then the route), in the order they were included, so the slices serving the hot reads (users,
-tiers) come first and a profile read or `/users/me` tries a handful of routes instead of the
-24 of auth and API keys. Slices share no path prefix except users and user roles, and tiers
-and their rate limits, which keep their relative order; the OpenAPI document follows the
-same order.
+Order decides which route wins where two match the same path (the first included), and it
+is the order of the OpenAPI document. Slices share no path prefix except users and user roles,
+and tiers and their rate limits, which keep their relative order. The slices serving the hot
+reads (users, tiers) come first: the route index (`infrastructure/route_index.py`) finds a
+route by path whatever its position, but a request it hands to FastAPI's router (a 404, a
+405) is matched by trying the routes in this order.
 """
 
 from fastapi import APIRouter, Depends, FastAPI
