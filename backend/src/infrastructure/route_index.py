@@ -13,18 +13,27 @@ readers see no difference.
 It decides only what it can decide exactly, and hands everything else to FastAPI's own router
 unchanged (`fallback`):
 - the first route, in FastAPI's order, whose path and method match is an API route or a plain
-  route, on the application or in an included router (at any depth, without form limits); a
-  mount, a host route or any other kind found first means FastAPI decides;
+  route, on the application or in an included router (at any depth), of FastAPI's and
+  Starlette's own classes (no subclass overriding `matches` or `handle`, no router with form
+  limits); FastAPI decides when a mount, a host route, a custom route class or router, or a
+  regex compiled with flags comes before it;
 - no route matches the path and method (404, 405: FastAPI's answers), a websocket or
-  lifespan message, a `root_path` in the scope, or FastAPI's request telemetry switched on.
+  lifespan message, a path ending in a newline (a `$` in a route regex matches before it),
+  or FastAPI's request telemetry for the request.
 
 Hand-written because this is the product's per-request budget (issue 6) and neither FastAPI
 nor Starlette offers an indexed router. It reads FastAPI's routing internals (`_IncludedRouter`
 and its effective route contexts, the `fastapi` scope keys), pinned by `uv.lock`; the tests in
-`tests/unit/test_route_index.py` compare its choice with FastAPI's own for every route of the
-application and fail on an upgrade that changes them. The index is rebuilt whenever a route is
-added to the application or to any router it includes (the route versions FastAPI keeps for
-its own caches, and the number of the application's routes).
+`tests/unit/infrastructure/test_route_index.py` compare its answers with FastAPI's own, and
+its choice with FastAPI's for every route of the application, so an upgrade that changes them
+fails there. `install_route_index` installs it only on a router without middleware or a body
+limit of its own (they would sit between the index and the routes).
+
+The index is rebuilt when a route is added to the application or to any router it includes
+(`add_api_route`, `include_router` and the like: the route versions FastAPI keeps for its own
+caches) and when the application's own route list changes in any way. Editing the `routes`
+list of an included router by hand after the first request is not seen: add routes through
+the router's methods.
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ from operator import attrgetter
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, APIRouter, _IncludedRouter
-from starlette.routing import Mount, Route
+from fastapi.routing import APIRoute, APIRouter, APIWebSocketRoute, _IncludedRouter
+from starlette._utils import get_route_path
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # FastAPI's own scope keys (fastapi.routing: _FASTAPI_SCOPE_KEY and the two below).
@@ -59,6 +69,15 @@ class _Entry:
     route: Any = None  # scope["route"]; None for a plain Starlette route (it sets none)
     included_router: Any = field(default=None, repr=False)  # the innermost _IncludedRouter
     context: Any = field(default=None, repr=False)  # its effective route context
+    after_included: bool = False  # an application route after an included router
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    exact: dict[str, tuple[_Entry, ...]]  # "/users/me" -> the routes of exactly that path
+    prefixed: dict[str, tuple[_Entry, ...]]  # "/users/" -> the routes with parameters there
+    everywhere: tuple[_Entry, ...]  # routes of another shape, tried on every path
+    usable: bool
 
 
 class RouteIndex:
@@ -70,20 +89,19 @@ class RouteIndex:
     def __init__(self, router: APIRouter, fallback: ASGIApp) -> None:
         self.router = router
         self.fallback = fallback
-        self._key: tuple[int, int] | None = None
+        self._key: tuple[int, tuple[int, ...]] | None = None
         self._routers: tuple[APIRouter, ...] = (router,)  # the application's and included ones
-        self._exact: dict[str, tuple[_Entry, ...]] = {}
-        self._prefixed: dict[str, tuple[_Entry, ...]] = {}
-        self._everywhere: tuple[_Entry, ...] = ()  # routes FastAPI may pick for any path
-        self._usable = False
+        self._tables = _Tables({}, {}, (), usable=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("root_path") or "fastapi.telemetry" in scope:
+        if scope["type"] != "http" or scope.get("fastapi.telemetry") is not None:
             await self.fallback(scope, receive, send)
             return
-        if self._key != (sum(map(_VERSION, self._routers)), len(self.router.routes)):
+        if self._key != (sum(map(_VERSION, self._routers)), tuple(map(id, self.router.routes))):
             self._build()
-        found = self._find(scope) if self._usable else None
+        path = get_route_path(scope)
+        tables = self._tables  # one read: a rebuild elsewhere swaps the whole set at once
+        found = self._find(tables, path, scope["method"]) if tables.usable else None
         if found is None:
             await self.fallback(scope, receive, send)
             return
@@ -96,6 +114,8 @@ class RouteIndex:
                 fastapi_scope = scope[_FASTAPI_SCOPE] = {}
             fastapi_scope[_INCLUDED_ROUTER] = entry.included_router
             fastapi_scope[_EFFECTIVE_ROUTE_CONTEXT] = entry.context
+        elif entry.after_included and _FASTAPI_SCOPE not in scope:
+            scope[_FASTAPI_SCOPE] = {}  # FastAPI's scan left it, trying included routers
         existing = scope.get("path_params")
         if existing:
             path_params = {**existing, **path_params}
@@ -106,52 +126,59 @@ class RouteIndex:
         assert entry.app is not None
         await entry.app(scope, receive, send)
 
-    def _find(self, scope: Scope) -> tuple[_Entry, dict[str, Any]] | None:
+    @staticmethod
+    def _find(tables: _Tables, path: str, method: str) -> tuple[_Entry, dict[str, Any]] | None:
         """The first route in FastAPI's order that matches the path and the method, if it is
         one this index serves; None when FastAPI's router must decide."""
-        path: str = scope["path"]
-        candidates = [*self._exact.get(path, ()), *self._everywhere]
+        if path[-1:] == "\n":  # "^/users/me$" matches "/users/me\n": not an exact lookup
+            return None
+        candidates = [*tables.exact.get(path, ()), *tables.everywhere]
         slash = path.find("/")
         while slash != -1:
-            candidates += self._prefixed.get(path[: slash + 1], ())
+            candidates += tables.prefixed.get(path[: slash + 1], ())
             slash = path.find("/", slash + 1)
         if not candidates:
             return None
         candidates.sort(key=_order)
-        method = scope["method"]
         for entry in candidates:
             match = entry.regex.match(path)
             if match is None:
                 continue
             if entry.app is None:  # a mount (or a route kind this index does not serve)
                 return None
-            if entry.methods is not None and method not in entry.methods:
-                continue  # FastAPI goes on looking for a full match (a 405 otherwise)
+            # FastAPI converts the parameters of every route whose path matches, the ones
+            # whose method does not included (a converter may raise).
             params = match.groupdict()
             for name, value in params.items():
                 params[name] = entry.convertors[name].convert(value)
+            if entry.methods is not None and method not in entry.methods:
+                continue  # FastAPI goes on looking for a full match (a 405 otherwise)
             return entry, params
         return None
 
     def _build(self) -> None:
+        routes = tuple(self.router.routes)
         entries: list[_Entry] = []
         routers: list[APIRouter] = [self.router]
         usable = not self.router.form_limits
-        for route in self.router.routes:
+        after_included = False
+        for route in routes:
             if isinstance(route, _IncludedRouter):
-                usable = _add_included(route, entries, routers) and usable
-            elif isinstance(route, Route):  # APIRoute is a Route
-                entries.append(_direct(len(entries), route))
+                _add_included(route, entries, routers)
+                after_included = True
+            elif isinstance(route, Route) and _plain(route):
+                entries.append(_direct(len(entries), route, after_included))
             elif isinstance(route, Mount):
                 entries.append(_Entry(len(entries), route.path_regex, {}, None))
-            else:
-                usable = False  # a host route, a websocket route or a custom BaseRoute
+            elif not isinstance(route, WebSocketRoute):  # those never match HTTP requests
+                # A host route, a custom route class: it may match any path its own way.
+                entries.append(_opaque(len(entries)))
         exact: dict[str, list[_Entry]] = {}
         prefixed: dict[str, list[_Entry]] = {}
         everywhere: list[_Entry] = []
         for entry in entries:
             pattern: str = entry.regex.pattern
-            literal = _literal_prefix(pattern)
+            literal = _literal_prefix(pattern) if entry.regex.flags == _PLAIN_FLAGS else None
             if literal is not None and pattern == f"^{re.escape(literal)}$":
                 exact.setdefault(literal, []).append(entry)
             elif literal is not None and pattern.startswith(f"^{re.escape(literal)}(?P<"):
@@ -159,31 +186,52 @@ class RouteIndex:
                 prefixed.setdefault(literal[: literal.rfind("/") + 1], []).append(entry)
             else:  # a regex of another shape: tried on every path
                 everywhere.append(entry)
-        self._exact = {path: tuple(group) for path, group in exact.items()}
-        self._prefixed = {prefix: tuple(group) for prefix, group in prefixed.items()}
-        self._everywhere = tuple(everywhere)
-        self._usable = usable
+        self._tables = _Tables(
+            {path: tuple(group) for path, group in exact.items()},
+            {prefix: tuple(group) for prefix, group in prefixed.items()},
+            tuple(everywhere),
+            usable=usable,
+        )
         # What FastAPI's own route version counts (every router's changes), without walking
         # the tree on every request: a route added anywhere rebuilds the index.
         self._routers = tuple(routers)
-        self._key = (sum(map(_VERSION, routers)), len(self.router.routes))
+        self._key = (sum(map(_VERSION, routers)), tuple(map(id, routes)))
 
 
-def install_route_index(app: FastAPI) -> None:
+def install_route_index(app: FastAPI) -> bool:
     """Put a `RouteIndex` in front of `app`'s router (inside FastAPI's exception handling and
-    every middleware, where the router itself sits)."""
+    every middleware, where the router itself sits); False, and nothing installed, when the
+    router has middleware or a body limit of its own (`FastAPI(max_body_size=...)`), which
+    must stay between it and every route."""
     router = app.router
+    if router.middleware_stack != router.app:
+        return False
     router.middleware_stack = RouteIndex(router, router.middleware_stack)
+    return True
 
 
 _VERSION = attrgetter("_routes_version")  # bumped by FastAPI on every change to a router
+_PLAIN_FLAGS = re.compile("^/$").flags  # a regex compiled without flags
+_ANY_PATH = re.compile("")
 
 
 def _order(entry: _Entry) -> int:
     return entry.order
 
 
-def _direct(order: int, route: Route) -> _Entry:
+def _plain(route: Route) -> bool:
+    """A route matched and handled as FastAPI's and Starlette's own classes do."""
+    base = APIRoute if isinstance(route, APIRoute) else Route
+    kind = type(route)
+    return kind.matches is base.matches and kind.handle is base.handle
+
+
+def _plain_router(router: APIRouter) -> bool:
+    kind = type(router)
+    return kind.matches is APIRouter.matches and kind.handle is APIRouter.handle
+
+
+def _direct(order: int, route: Route, after_included: bool) -> _Entry:
     """A route declared on the application itself (Starlette's `Route.matches` and `handle`)."""
     methods = frozenset(route.methods) if route.methods else None
     return _Entry(
@@ -194,26 +242,27 @@ def _direct(order: int, route: Route) -> _Entry:
         app=route.app,
         endpoint=route.endpoint,
         route=route if isinstance(route, APIRoute) else None,
+        after_included=after_included,
     )
 
 
 def _add_included(
     included: _IncludedRouter, entries: list[_Entry], routers: list[APIRouter]
-) -> bool:
+) -> None:
     """The routes of a router included in the application (or in a router included there), as
     FastAPI serves them there (with the inclusions' prefixes, dependencies and responses), in
-    FastAPI's order: a nested router's routes where the router is; False when an inclusion
-    holds something this index cannot serve exactly."""
+    FastAPI's order: a nested router's routes where the router is. A router that matches or
+    handles its own way, or has form limits, is one opaque entry: FastAPI decides past it."""
     routers.append(included.original_router)
-    if included.include_context.form_limits:
-        return False
-    usable = True
+    if included.include_context.form_limits or not _plain_router(included.original_router):
+        entries.append(_opaque(len(entries)))
+        return
     for candidate in included.effective_candidates():
         if isinstance(candidate, _IncludedRouter):  # a router included in this one
-            usable = _add_included(candidate, entries, routers) and usable
+            _add_included(candidate, entries, routers)
             continue
         original = candidate.original_route
-        if isinstance(original, APIRoute):
+        if isinstance(original, APIRoute) and _plain(original):
             entries.append(
                 _Entry(
                     len(entries),
@@ -227,14 +276,20 @@ def _add_included(
                     context=candidate,
                 )
             )
-        else:
-            starlette_route = candidate.starlette_route
-            regex = getattr(starlette_route, "path_regex", None)
-            if regex is None:
-                usable = False
-                continue
-            entries.append(_Entry(len(entries), regex, {}, None))  # FastAPI serves it
-    return usable
+        elif isinstance(original, (WebSocketRoute, APIWebSocketRoute)):
+            continue  # never matches an HTTP request
+        else:  # a mount or a plain route (FastAPI serves it), a custom route class
+            regex = getattr(candidate.starlette_route, "path_regex", None)
+            if regex is None or isinstance(original, APIRoute):
+                entries.append(_opaque(len(entries)))
+            else:
+                entries.append(_Entry(len(entries), regex, {}, None))
+
+
+def _opaque(order: int) -> _Entry:
+    """A route that may match any path (its own way): FastAPI decides whenever it comes before
+    the route the index found."""
+    return _Entry(order, _ANY_PATH, {}, None)
 
 
 _REGEX_SPECIALS = frozenset("\\.^$*+?{}[]|()")

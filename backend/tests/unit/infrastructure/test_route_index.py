@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match
 from starlette.testclient import TestClient
@@ -42,8 +44,48 @@ def _seen(request: Request, name: str, **extra: Any) -> dict[str, Any]:
         "endpoint": name,
         "path_params": request.path_params,
         "route": getattr(route, "path", None),
+        "fastapi_scope": "fastapi" in request.scope,
+        "audited": request.scope.get("audited", False),
         **extra,
     }
+
+
+class _Small(Convertor[int]):
+    """A converter that refuses some values its regex accepts (FastAPI runs it on every route
+    whose path matches, the method aside)."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> int:
+        if int(value) > 100:
+            raise ValueError("too big")
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("route_index_small", _Small())
+
+
+class _AuditedRoute(APIRoute):
+    """A route class that changes handling: the index must leave it to FastAPI."""
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["audited"] = True
+        await super().handle(scope, receive, send)
+
+
+class _HeaderRoute(APIRoute):
+    """A route class that changes matching (by a header): the index must leave it to FastAPI."""
+
+    def matches(self, scope: Any) -> tuple[Match, Any]:
+        match, child = super().matches(scope)
+        wanted = (self.openapi_extra or {}).get("version")
+        sent = dict(scope["headers"]).get(b"x-version", b"1").decode()
+        if match == Match.FULL and wanted != sent:
+            return Match.NONE, {}
+        return match, child
 
 
 def _forbid() -> None:
@@ -111,10 +153,42 @@ def build_app(*, index: bool, redirect_slashes: bool = True) -> FastAPI:
         response = JSONResponse({"endpoint": "mount", "path": scope["path"]})
         await response(scope, receive, send)
 
+    audited = APIRouter(prefix="/audited", route_class=_AuditedRoute)
+
+    @audited.get("/one")
+    async def audited_one(request: Request) -> Any:
+        return _seen(request, "audited_one")
+
+    versioned = APIRouter(prefix="/versioned", route_class=_HeaderRoute)
+
+    @versioned.get("/thing", openapi_extra={"version": "2"})
+    async def thing_v2(request: Request) -> Any:
+        return _seen(request, "thing_v2")
+
+    @versioned.get("/thing", openapi_extra={"version": "1"})
+    async def thing_v1(request: Request) -> Any:
+        return _seen(request, "thing_v1")
+
+    @app.post("/n/{n:route_index_small}")
+    async def post_n(request: Request, n: int) -> Any:  # pragma: no cover - GET only
+        return _seen(request, "post_n")
+
+    @app.get("/n/{n}")
+    async def get_n(request: Request, n: str) -> Any:
+        return _seen(request, "get_n")
+
     app.include_router(items)
     app.include_router(other)
     app.include_router(parent)
+
+    @app.get("/after-routers")  # FastAPI's scan through the routers leaves a "fastapi" key
+    async def after_routers(request: Request) -> Any:
+        return _seen(request, "after_routers")
+
+    app.include_router(audited)
+    app.include_router(versioned)
     app.add_route("/starlette", starlette_endpoint)
+
     app.mount("/static", mounted)
 
     @app.get("/static/shadowed")  # after the mount: FastAPI sends the request to the mount
@@ -155,11 +229,20 @@ REQUESTS = [
     ("GET", "/nowhere"),
     ("GET", "/"),
     ("GET", "/items/%20spaced"),
+    ("GET", "/plain%0A"),  # a route regex's `$` matches before a final newline
+    ("GET", "/items/special%0A"),
+    ("GET", "/audited/one"),
+    ("GET", "/versioned/thing"),
+    ("GET", "/n/50"),
+    ("GET", "/n/500"),  # the POST route's converter refuses it: FastAPI's 500
+    ("GET", "/after-routers"),
 ]
 
 
 def _answer(app: FastAPI, method: str, path: str) -> tuple[int, bytes, list[tuple[str, str]]]:
-    client = TestClient(app, base_url="http://test", follow_redirects=False)
+    client = TestClient(
+        app, base_url="http://test", follow_redirects=False, raise_server_exceptions=False
+    )
     response = client.request(method, path)
     return response.status_code, response.content, sorted(response.headers.multi_items())
 
@@ -198,6 +281,8 @@ def test_every_answer_is_fastapis(method: str, path: str, redirect_slashes: bool
         ("GET", "/items/42/files/a/b", "item_file"),
         ("GET", "/parent/child/x", "leaf"),  # nested inclusion
         ("GET", "/parent/own", "own"),
+        ("GET", "/n/50", "get_n"),
+        ("GET", "/after-routers", "after_routers"),
     ],
 )
 def test_the_index_serves_what_it_can_decide(method: str, path: str, endpoint: str) -> None:
@@ -216,13 +301,16 @@ def test_the_index_serves_what_it_can_decide(method: str, path: str, endpoint: s
         ("GET", "/nowhere"),  # 404
         ("DELETE", "/items/special"),  # 405
         ("GET", "/plain/"),  # FastAPI's slash redirect
+        ("GET", "/plain%0A"),
+        ("GET", "/audited/one"),  # route classes that override handle or matches
+        ("GET", "/versioned/thing"),
     ],
 )
 def test_fastapi_decides_what_the_index_cannot(method: str, path: str) -> None:
     app = build_app(index=True)
     fell_back = _spy_fallback(app)
     _answer(app, method, path)
-    assert fell_back == [path]
+    assert fell_back == [unquote(path)]
 
 
 def test_the_route_scope_is_fastapis() -> None:
@@ -232,6 +320,8 @@ def test_the_route_scope_is_fastapis() -> None:
     seen = httpx.Response(200, content=body).json()
     assert seen == {
         "endpoint": "item_file",
+        "fastapi_scope": True,
+        "audited": False,
         "path_params": {"item_id": 7, "path": "x.txt"},
         "route": "/items/{item_id:int}/files/{path:path}",  # as its router declared it
         "item_id": 7,
@@ -289,6 +379,41 @@ def test_routes_added_after_the_first_request_are_served() -> None:
     assert fell_back == []
 
 
+def test_the_application_route_list_is_read_again_when_it_changes() -> None:
+    """Reordered or replaced in place (same length): FastAPI reads the list on every request."""
+    app = FastAPI()
+
+    @app.get("/{name}")
+    async def catch_all(request: Request, name: str) -> Any:
+        return _seen(request, "catch_all")
+
+    @app.get("/health")
+    async def health(request: Request) -> Any:  # pragma: no cover - reached after the move
+        return _seen(request, "health")
+
+    install_route_index(app)
+    assert httpx.Response(200, content=_answer(app, "GET", "/health")[1]).json()["endpoint"] == (
+        "catch_all"
+    )
+    app.router.routes.reverse()
+    assert httpx.Response(200, content=_answer(app, "GET", "/health")[1]).json()["endpoint"] == (
+        "health"
+    )
+
+
+def test_not_installed_on_a_router_with_a_body_limit_of_its_own() -> None:
+    """`FastAPI(max_body_size=...)` wraps the router: the index would skip the limit."""
+    app = FastAPI(max_body_size=10)
+
+    async def upload(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(len(await request.body())))
+
+    app.add_route("/upload", upload, methods=["POST"])
+    assert install_route_index(app) is False
+    assert not isinstance(app.router.middleware_stack, RouteIndex)
+    assert TestClient(app).post("/upload", content=b"x" * 100).status_code == 413
+
+
 def _sample_path(path_format: str) -> str:
     values = {"int": "7", "path": "a/b", "uuid": "0b8e1ff6-bd43-4a1e-9ab8-3b43f8c5b1a8"}
     parts = []
@@ -314,7 +439,7 @@ def test_the_product_routes_are_all_served_by_the_index() -> None:
     index = app.router.middleware_stack
     assert isinstance(index, RouteIndex)
     index._build()
-    assert index._usable
+    assert index._tables.usable
     contexts = list(_contexts())
     checked = 0
     for context in contexts:
@@ -324,7 +449,7 @@ def test_the_product_routes_are_all_served_by_the_index() -> None:
         for method in sorted(context.methods):
             scope = {"type": "http", "path": path, "method": method, "path_params": {}}
             first = next(c for c in contexts if c.matches(scope)[0] == Match.FULL)
-            found = index._find(scope)
+            found = index._find(index._tables, path, method)
             assert found is not None, (method, path)
             assert found[0].route is first.original_route, (method, path)
             checked += 1
