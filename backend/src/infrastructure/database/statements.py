@@ -127,6 +127,12 @@ class _Plan:
     binds: tuple[tuple[str, _Processor], ...]  # positional order ($1, $2...)
     results: tuple[_Processor, ...]
     keys: tuple[str, ...] | None = None  # SQLAlchemy's own, learnt from its first execution
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...] = ()  # the columns with a processor
+
+    def __post_init__(self) -> None:
+        self.processed = tuple(
+            (index, process) for index, process in enumerate(self.results) if process is not None
+        )
 
     def arguments(self, params: Mapping[str, Any] | None) -> list[Any]:
         values = self.compiled.construct_params(params)
@@ -136,10 +142,14 @@ class _Plan:
         ]
 
     def row(self, record: Sequence[Any]) -> Row:
-        return tuple(
-            process(value) if process is not None else value
-            for process, value in zip(self.results, record, strict=True)
-        )
+        if len(record) != len(self.results):
+            raise ValueError(f"{len(record)} columns, {len(self.results)} expected")
+        if not self.processed:  # most columns: the driver's value as it is
+            return tuple(record)
+        values = list(record)
+        for index, process in self.processed:
+            values[index] = process(values[index])
+        return tuple(values)
 
 
 @dataclass(slots=True)
