@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,6 +114,38 @@ def test_a_superuser_manages_users_tiers_and_sessions(page: Any, server: Server)
         page.wait_for_url("**/admin/login")
         assert page.blocked == [], "the page asked for something outside the app"
         assert page.problems == [], page.problems
+
+
+def test_a_form_used_before_the_page_finished_loading_is_accepted(
+    page: Any,  # noqa: F811 - the page object
+    server: Server,
+) -> None:
+    """`admin.js` arms each form with its CSRF token. On a slow network a user can fill and
+    send a form before a script at the end of the page has run (seen in CI under load: a
+    403 "stale CSRF token"); the script loads, blocking, from the head, so no form exists
+    before it runs. Here it is held back while the page loads: the form is used at the
+    first moment it can be, and must be accepted."""
+    with screenshot_on_failure(page):
+        sign_in(page, BOSS["username"])
+        page.wait_for_url("**/admin/")
+        held: list[Any] = []
+        page.route("**/admin.js", lambda route: held.append(route))
+        page.goto("/admin/tier/create", wait_until="commit")
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not page.locator("#name").count():
+            page.wait_for_timeout(100)  # the browser goes on; the script stays held
+        if page.locator("#name").count():  # usable before its script ran: use it now
+            page.fill("#name", "early")
+            page.click("input[value=Save]")
+        assert held, "the page asked for admin.js"
+        for route in held:
+            route.fallback()
+        page.unroute("**/admin.js")
+        if not page.url.endswith("/admin/tier/list"):
+            page.fill("#name", "early")
+            page.click("input[value=Save]")
+        page.wait_for_url("**/admin/tier/list")
+        assert page.locator("td", has_text="early").count() == 1
 
 
 def test_a_plain_user_is_refused(page: Any, server: Server) -> None:  # noqa: F811

@@ -2,6 +2,9 @@
 // Every POST form gets a hidden `csrf_token` field and every jQuery request (the delete
 // dialog) an X-CSRF-Token header, both carrying the token the page was rendered with (the
 // `csrf-token` meta tag, equal to the csrf_token cookie).
+// Loaded by a blocking script in the page's head, after that meta tag: the submit listener
+// exists before any form does, so a form submitted before the page has finished loading (a
+// quick user, a slow network) still carries its token.
 (function () {
   "use strict";
   var meta = document.querySelector('meta[name="csrf-token"]');
@@ -20,12 +23,14 @@
   }
 
   document.addEventListener("submit", function (event) { arm(event.target); }, true);
-  document.querySelectorAll("form").forEach(arm);
-  if (window.jQuery) {
-    window.jQuery(document).ajaxSend(function (_event, xhr, options) {
-      if (!/^(GET|HEAD|OPTIONS)$/i.test(options.type || "GET")) {
-        xhr.setRequestHeader("X-CSRF-Token", token);
-      }
-    });
-  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form").forEach(arm);
+    if (window.jQuery) { // loaded at the end of the body, before DOMContentLoaded
+      window.jQuery(document).ajaxSend(function (_event, xhr, options) {
+        if (!/^(GET|HEAD|OPTIONS)$/i.test(options.type || "GET")) {
+          xhr.setRequestHeader("X-CSRF-Token", token);
+        }
+      });
+    }
+  });
 })();
