@@ -62,6 +62,7 @@ class _Entry:
 
     order: int
     regex: Any  # re.Pattern[str]
+    path_format: str | None  # its template ("/users/{username}"); None: it may match any path
     convertors: dict[str, Any]
     methods: frozenset[str] | None
     app: ASGIApp | None = field(default=None, repr=False)
@@ -139,7 +140,7 @@ class RouteIndex:
             slash = path.find("/", slash + 1)
         if not candidates:
             return None
-        candidates.sort(key=_order)
+        candidates.sort(key=_ORDER)
         for entry in candidates:
             match = entry.regex.match(path)
             if match is None:
@@ -169,7 +170,7 @@ class RouteIndex:
             elif isinstance(route, Route) and _plain(route):
                 entries.append(_direct(len(entries), route, after_included))
             elif isinstance(route, Mount):
-                entries.append(_Entry(len(entries), route.path_regex, {}, None))
+                entries.append(_Entry(len(entries), route.path_regex, route.path_format, {}, None))
             elif not isinstance(route, WebSocketRoute):  # those never match HTTP requests
                 # A host route, a custom route class: it may match any path its own way.
                 entries.append(_opaque(len(entries)))
@@ -177,12 +178,17 @@ class RouteIndex:
         prefixed: dict[str, list[_Entry]] = {}
         everywhere: list[_Entry] = []
         for entry in entries:
+            # The template's literal start, when the regex is exactly what Starlette's
+            # `compile_path` makes of the template (no flags, nothing set by hand).
             pattern: str = entry.regex.pattern
-            literal = _literal_prefix(pattern) if entry.regex.flags == _PLAIN_FLAGS else None
-            if literal is not None and pattern == f"^{re.escape(literal)}$":
+            template = entry.path_format or ""
+            literal = template.partition("{")[0]
+            if not literal.startswith("/") or entry.regex.flags != _PLAIN_FLAGS:
+                everywhere.append(entry)
+            elif literal == template and pattern == f"^{re.escape(literal)}$":
                 exact.setdefault(literal, []).append(entry)
-            elif literal is not None and pattern.startswith(f"^{re.escape(literal)}(?P<"):
-                # "^/users/(?P<username>[^/]+)$": any path under "/users/"
+            elif literal != template and pattern.startswith(f"^{re.escape(literal)}(?P<"):
+                # "/users/{username}": any path under "/users/"
                 prefixed.setdefault(literal[: literal.rfind("/") + 1], []).append(entry)
             else:  # a regex of another shape: tried on every path
                 everywhere.append(entry)
@@ -213,10 +219,7 @@ def install_route_index(app: FastAPI) -> bool:
 _VERSION = attrgetter("_routes_version")  # bumped by FastAPI on every change to a router
 _PLAIN_FLAGS = re.compile("^/$").flags  # a regex compiled without flags
 _ANY_PATH = re.compile("")
-
-
-def _order(entry: _Entry) -> int:
-    return entry.order
+_ORDER = attrgetter("order")
 
 
 def _plain(route: Route) -> bool:
@@ -237,6 +240,7 @@ def _direct(order: int, route: Route, after_included: bool) -> _Entry:
     return _Entry(
         order,
         route.path_regex,
+        route.path_format,
         route.param_convertors,
         methods,
         app=route.app,
@@ -267,6 +271,7 @@ def _add_included(
                 _Entry(
                     len(entries),
                     candidate.path_regex,
+                    candidate.path_format,
                     candidate.param_convertors,
                     frozenset(candidate.methods) if candidate.methods else None,
                     app=candidate.app,
@@ -279,38 +284,16 @@ def _add_included(
         elif isinstance(original, (WebSocketRoute, APIWebSocketRoute)):
             continue  # never matches an HTTP request
         else:  # a mount or a plain route (FastAPI serves it), a custom route class
-            regex = getattr(candidate.starlette_route, "path_regex", None)
+            starlette_route = candidate.starlette_route
+            regex = getattr(starlette_route, "path_regex", None)
             if regex is None or isinstance(original, APIRoute):
                 entries.append(_opaque(len(entries)))
             else:
-                entries.append(_Entry(len(entries), regex, {}, None))
+                template = getattr(starlette_route, "path_format", None)
+                entries.append(_Entry(len(entries), regex, template, {}, None))
 
 
 def _opaque(order: int) -> _Entry:
     """A route that may match any path (its own way): FastAPI decides whenever it comes before
     the route the index found."""
-    return _Entry(order, _ANY_PATH, {}, None)
-
-
-_REGEX_SPECIALS = frozenset("\\.^$*+?{}[]|()")
-
-
-def _literal_prefix(pattern: str) -> str | None:
-    """The literal start of a route regex as Starlette's `compile_path` writes them
-    (`^/users/(?P<u>...)$` -> `/users/`); None when the pattern does not start with `^/`.
-    The caller checks that the pattern is that literal, escaped, then a group or the end."""
-    if not pattern.startswith("^/"):
-        return None
-    literal: list[str] = []
-    index = 1
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            literal.append(pattern[index + 1])
-            index += 2
-            continue
-        if char in _REGEX_SPECIALS:
-            break
-        literal.append(char)
-        index += 1
-    return "".join(literal)
+    return _Entry(order, _ANY_PATH, None, {}, None)
