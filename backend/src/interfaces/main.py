@@ -22,6 +22,7 @@ from src.infrastructure.config import Environment, settings
 from src.infrastructure.database.session import dispose_engine, pool_status
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
+from src.infrastructure.observability.otel import fastapi_telemetry
 from src.infrastructure.redis_client import close_redis_clients, persistence_warning
 from src.infrastructure.route_index import install_route_index
 from src.infrastructure.security.validator import validate_settings
@@ -83,6 +84,7 @@ def create_app() -> FastAPI:
         title=settings.APP_NAME,
         version=settings.APP_VERSION,
         lifespan=lifespan,
+        telemetry=fastapi_telemetry(settings.FASTAPI_TELEMETRY),  # decided once, not per request
         redirect_slashes=False,  # the edge middleware serves both forms, no 307
         docs_url=None,  # served by add_docs, CSRF-aware
         redoc_url=None,

@@ -427,6 +427,13 @@ class Settings(BaseSettings):
         description="Serve `/metrics` on this separate port instead (keep it off the public "
         "network).",
     )
+    FASTAPI_TELEMETRY: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="FastAPI's native OpenTelemetry (a span, metrics and logs per request, sent "
+        "by an SDK you set up). auto = on when OpenTelemetry is set up as the app starts (an "
+        "SDK provider installed, e.g. by opentelemetry-instrument, or an OTEL_* variable set), "
+        "else off; on = FastAPI checks for a provider on every request.",
+    )
 
     # --- OAuth sign-in (Google, GitHub) -------------------------------------------------------
     OAUTH_REDIRECT_BASE_URL: str | None = Field(
