@@ -9,6 +9,8 @@ transaction not begun yet on the server, statement listeners, a driver error, a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.util import await_only
 
 from src.infrastructure.auth.tokens import hash_token
 from src.infrastructure.database.functions import comma_joined
@@ -575,3 +578,115 @@ async def test_a_taken_borrowed_connection_that_dies_is_replaced_in_autocommit(
     await borrowing.close()
     await return_borrowed(borrowing)
     assert db_engine.pool.checkedout() == out
+
+
+@pytest.fixture
+def greenlet_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What `statements.py` ran through `greenlet_spawn` (the sync pool API in a greenlet)."""
+    from src.infrastructure.database import statements
+
+    calls: list[str] = []
+    original = statements.greenlet_spawn
+
+    def spy(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(statements, "greenlet_spawn", spy)
+    return calls
+
+
+async def test_a_borrowed_connection_goes_back_to_the_pool_without_a_greenlet(
+    db_engine: AsyncEngine, borrowing: AsyncSession, greenlet_calls: list[str]
+) -> None:
+    """Nothing to send or close: straight back into the pool's queue, and reused."""
+    pool = db_engine.sync_engine.pool
+    out, idle = pool.checkedout(), pool.checkedin()
+    pid = await fetch_value(borrowing, PID)
+    assert greenlet_calls == ["connect"]  # the checkout may have to connect
+    await return_borrowed(borrowing)
+    assert greenlet_calls == ["connect"]
+    assert pool.checkedout() == out
+    assert pool.checkedin() == max(idle, 1)  # back in the queue (the first one, if it was new)
+    # Still a working connection of the pool: taking them all in turn meets it.
+    async with contextlib.AsyncExitStack() as stack:
+        pids = set()
+        for _ in range(pool.checkedin()):
+            connection = await stack.enter_async_context(db_engine.connect())
+            pids.add((await connection.execute(select(func.pg_backend_pid()))).scalar_one())
+    assert pid in pids
+
+
+async def test_a_borrowed_connection_the_pool_has_no_room_for_is_closed_in_a_greenlet(
+    db_engine: AsyncEngine, greenlet_calls: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An overflow connection is closed on its way back: that is I/O, so it goes through
+    SQLAlchemy's greenlet, cleanly (no error logged, no connection left open)."""
+    url = db_engine.url.render_as_string(hide_password=False)
+    small = build_engine(url, pool_size=1, max_overflow=1)
+    maker = read_sessionmaker(small)
+    try:
+        async with maker() as learner:  # PID's keys, on SQLAlchemy's path
+            assert await fetch_value(learner, PID)
+        pool = small.sync_engine.pool
+        session = maker()
+        async with small.connect() as holder:  # the pool's one connection
+            await holder.execute(select(literal(1)))
+            async with session:
+                allow_borrowing(session)
+                pid = await fetch_value(session, PID)  # an overflow connection
+                assert pool.overflow() == 1
+                assert not session.in_transaction()  # borrowed, not the session's own
+        assert pool.checkedin() == 1  # the holder's went back first: no room left
+        greenlet_calls.clear()
+        await return_borrowed(session)
+        assert greenlet_calls == ["close"]
+        assert (pool.checkedout(), pool.checkedin(), pool.overflow()) == (0, 1, 0)
+        async with db_engine.connect() as other:
+            alive = await other.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            )
+            assert alive.scalar_one() == 0  # closed on the server too
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        await small.dispose()
+
+
+@pytest.mark.parametrize("case", ["reset listener", "pool replaced"])
+async def test_a_check_in_that_may_do_io_goes_through_the_greenlet(
+    db_engine: AsyncEngine,
+    greenlet_calls: list[str],
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    """A `reset` listener may send a statement (`DISCARD ALL`), and after `dispose()` the
+    connection goes back to the old pool, not the engine's: neither is checked in bare."""
+    url = db_engine.url.render_as_string(hide_password=False)
+    small = build_engine(url, pool_size=2, max_overflow=0)
+    maker = read_sessionmaker(small)
+    resets: list[str] = []
+
+    def discard(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        # I/O in the listener, as SQLAlchemy's recipe for PostgreSQL does.
+        await_only(dbapi_connection.driver_connection.execute("DISCARD ALL"))
+        resets.append("discarded")
+
+    try:
+        async with maker() as learner:
+            assert await fetch_value(learner, SEVEN) == 7
+        if case == "reset listener":
+            event.listen(small.sync_engine.pool, "reset", discard)
+        session = maker()
+        async with session:
+            allow_borrowing(session)
+            assert await fetch_value(session, SEVEN) == 7
+            assert not session.in_transaction()  # borrowed
+        if case == "pool replaced":
+            await small.dispose()
+        greenlet_calls.clear()
+        await return_borrowed(session)
+        assert greenlet_calls == ["close"]
+        assert resets == (["discarded"] if case == "reset listener" else [])
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        await small.dispose()
