@@ -1,5 +1,7 @@
 """Session tokens, CSRF tokens, passwords and client IPs: the pieces sessions are built from."""
 
+import hashlib
+import hmac
 import importlib
 
 import pytest
@@ -21,6 +23,17 @@ def test_session_tokens_are_256_bit_random_and_stored_only_as_keyed_hashes(monke
     assert tokens.hash_token(first) == stored
     monkeypatch.setattr(settings, "SECRET_KEY", "another-secret-key-of-sufficient-length")
     assert tokens.hash_token(first) != stored  # keyed: a leaked table is useless without it
+
+
+@pytest.mark.unit
+def test_stored_hashes_are_hmac_sha256_under_the_current_secret_key(monkeypatch):
+    """Keyed HMACs are reused across calls: a rotated key (and a key rotated back) still
+    gives exactly HMAC-SHA256 under the key in force."""
+    keys = ["first-secret-key-of-sufficient-length-0123", "second-secret-key-of-sufficient-len-45"]
+    for key in keys + keys:
+        monkeypatch.setattr(settings, "SECRET_KEY", key)
+        expected = hmac.new(key.encode(), b"session:some-token", hashlib.sha256).hexdigest()
+        assert tokens.hash_token("some-token") == expected
 
 
 @pytest.mark.unit
