@@ -22,7 +22,7 @@ from src.infrastructure.config import Environment, settings
 from src.infrastructure.database.session import dispose_engine, pool_status
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
-from src.infrastructure.observability.otel import fastapi_telemetry
+from src.infrastructure.observability.otel import OFF, decide
 from src.infrastructure.redis_client import close_redis_clients, persistence_warning
 from src.infrastructure.route_index import install_route_index
 from src.infrastructure.security.validator import validate_settings
@@ -44,7 +44,11 @@ from src.interfaces.openapi import install_openapi
 
 
 @asynccontextmanager
-async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    telemetry_on, why = app.state.fastapi_telemetry
+    logging.getLogger("src.startup").info(
+        "FastAPI OpenTelemetry %s (%s)", "on" if telemetry_on else "off", why
+    )
     if settings.METRICS_ENABLED and settings.METRICS_PORT:
         start_metrics_listener(settings.METRICS_PORT)
     await start_broker(default_broker)  # Redis/RabbitMQ: connect; in-memory: nothing to do
@@ -80,16 +84,19 @@ def create_app() -> FastAPI:
     configure_logging()
     register_pool_collector(pool_status)
     docs = settings.docs_enabled
+    # Decided once here: FastAPI would otherwise look for a provider on every request.
+    telemetry_on, why = decide(settings.FASTAPI_TELEMETRY)
     app = FastAPI(
         title=settings.APP_NAME,
         version=settings.APP_VERSION,
         lifespan=lifespan,
-        telemetry=fastapi_telemetry(settings.FASTAPI_TELEMETRY),  # decided once, not per request
+        telemetry={} if telemetry_on else OFF.copy(),
         redirect_slashes=False,  # the edge middleware serves both forms, no 307
         docs_url=None,  # served by add_docs, CSRF-aware
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
+    app.state.fastapi_telemetry = (telemetry_on, why)
     register_error_handlers(app)
     if docs:
         add_docs(app)

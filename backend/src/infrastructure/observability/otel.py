@@ -10,8 +10,8 @@ CPU without it (in-process, median of five alternating runs).
 then (an SDK provider installed, as `opentelemetry-instrument` does before the app is imported;
 an `OTEL_*` variable in the environment; `FASTAPI_OTEL_AUTO_CONFIGURE=true`, with which FastAPI
 builds the exporters itself), else off. `on` keeps FastAPI's own per-request check (for an SDK
-set up after the app is created); `off` turns it off. The product's own metrics (Prometheus)
-and access log do not depend on it.
+set up after the app is created); `off` turns it off. The decision and its reason are logged
+once at startup. The product's own metrics (Prometheus) and access log do not depend on it.
 """
 
 from __future__ import annotations
@@ -25,38 +25,41 @@ from opentelemetry import _logs, metrics, trace
 
 Mode = Literal["auto", "on", "off"]
 OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-# The API's stand-ins until an SDK installs a provider (and its explicit no-op ones).
+# The API's stand-ins until an SDK installs a provider, and its explicit no-op ones: by module
+# and name, as FastAPI tells them apart (a vendor's own proxy class is a real provider).
 _PLACEHOLDERS = frozenset(
     {
-        "ProxyTracerProvider",
-        "NoOpTracerProvider",
-        "_ProxyMeterProvider",
-        "NoOpMeterProvider",
-        "ProxyLoggerProvider",
-        "NoOpLoggerProvider",
+        ("opentelemetry.trace", "ProxyTracerProvider"),
+        ("opentelemetry.trace", "NoOpTracerProvider"),
+        ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+        ("opentelemetry.metrics", "NoOpMeterProvider"),
+        ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
+        ("opentelemetry._logs._internal", "NoOpLoggerProvider"),
     }
 )
 
 
-def fastapi_telemetry(mode: Mode, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
-    """The `telemetry` argument for `FastAPI(...)` under `mode`: `{}` keeps FastAPI's defaults."""
-    if mode == "on" or (mode == "auto" and otel_configured(environ)):
-        return {}
-    return OFF.copy()
-
-
-def otel_configured(environ: Mapping[str, str] | None = None) -> bool:
-    """True when OpenTelemetry is set up in this process or asked for by the environment."""
+def decide(mode: Mode, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
+    """Whether FastAPI's telemetry runs under `mode`, and why (logged at startup)."""
+    if mode != "auto":
+        return mode == "on", f"FASTAPI_TELEMETRY={mode}"
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
+        return False, "OTEL_SDK_DISABLED=true"
     if env.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
-        return True
-    if any(name.startswith("OTEL_") for name in env):
-        return True
-    providers = (
+        return True, "FASTAPI_OTEL_AUTO_CONFIGURE=true"
+    variables = sorted(name for name in env if name.startswith("OTEL_"))
+    if variables:
+        return True, f"{variables[0]} is set"
+    for provider in (
         trace.get_tracer_provider(),
         metrics.get_meter_provider(),
         _logs.get_logger_provider(),
+    ):
+        cls = type(provider)
+        if (cls.__module__, cls.__name__) not in _PLACEHOLDERS:
+            return True, f"{cls.__module__}.{cls.__qualname__} is installed"
+    return False, (
+        "auto: no OpenTelemetry SDK provider and no OTEL_* variable when the app was created "
+        "(FASTAPI_TELEMETRY=on to check on every request)"
     )
-    return any(type(provider).__name__ not in _PLACEHOLDERS for provider in providers)
