@@ -60,6 +60,6 @@ def decide(mode: Mode, environ: Mapping[str, str] | None = None) -> tuple[bool, 
         if (cls.__module__, cls.__name__) not in _PLACEHOLDERS:
             return True, f"{cls.__module__}.{cls.__qualname__} is installed"
     return False, (
-        "auto: no OpenTelemetry SDK provider and no OTEL_* variable when the app was created "
-        "(FASTAPI_TELEMETRY=on to check on every request)"
+        "auto: no OpenTelemetry SDK provider and no OTEL_* variable when the app was created; "
+        "FASTAPI_TELEMETRY=on looks for one on every request"
     )
