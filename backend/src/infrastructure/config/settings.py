@@ -27,6 +27,10 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\g<head>***\g<at>", url)
 
 
+TelemetryMode = Literal["auto", "on", "off"]
+"""`FASTAPI_TELEMETRY`: see `infrastructure/observability/otel.py`."""
+
+
 class Environment(StrEnum):
     LOCAL = "local"
     DEVELOPMENT = "development"
@@ -427,7 +431,7 @@ class Settings(BaseSettings):
         description="Serve `/metrics` on this separate port instead (keep it off the public "
         "network).",
     )
-    FASTAPI_TELEMETRY: Literal["auto", "on", "off"] = Field(
+    FASTAPI_TELEMETRY: TelemetryMode = Field(
         "auto",
         description="FastAPI's native OpenTelemetry (a span, metrics and logs per request, sent "
         "by an SDK you set up). auto = on when OpenTelemetry is set up as the app starts (an "

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
 
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import _logs, metrics, trace
 
-Mode = Literal["auto", "on", "off"]
+from src.infrastructure.config.settings import TelemetryMode
+
 OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 # The API's stand-ins until an SDK installs a provider, and its explicit no-op ones: by module
 # and name, as FastAPI tells them apart (a vendor's own proxy class is a real provider).
@@ -39,7 +39,7 @@ _PLACEHOLDERS = frozenset(
 )
 
 
-def decide(mode: Mode, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
+def decide(mode: TelemetryMode, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
     """Whether FastAPI's telemetry runs under `mode`, and why (logged at startup)."""
     if mode != "auto":
         return mode == "on", f"FASTAPI_TELEMETRY={mode}"
