@@ -20,10 +20,11 @@ from starlette.middleware.cors import CORSMiddleware
 import src.modules.models  # noqa: F401 - registers every model on Base.metadata
 from src.infrastructure.cache import reset_cache_backend
 from src.infrastructure.config import Environment, settings
-from src.infrastructure.database.session import dispose_engine, pool_status
+from src.infrastructure.database.session import dispose_engine, get_engine, pool_status
 from src.infrastructure.logging.setup import configure_logging
 from src.infrastructure.observability.metrics import register_pool_collector
 from src.infrastructure.observability.otel import OFF, decide
+from src.infrastructure.ratelimit.limiter import get_rate_limiter
 from src.infrastructure.redis_client import close_redis_clients, persistence_warning
 from src.infrastructure.route_index import install_route_index
 from src.infrastructure.security.validator import validate_settings
@@ -63,6 +64,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warning = await persistence_warning()
         if warning:
             logging.getLogger("src.startup").warning(warning)
+    # Built now rather than by the first request, which would wait for them (the engine
+    # imports its driver), and frozen with the rest of startup below. No I/O: the pool
+    # connects on demand, so a database that is down does not stop the app from starting.
+    get_engine()
+    get_rate_limiter()
     with garbage_collector_for_serving(settings.GC_YOUNG_THRESHOLD):
         yield
     if relay is not None:

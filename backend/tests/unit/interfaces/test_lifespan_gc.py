@@ -84,3 +84,21 @@ def test_a_request_cycle_is_still_collected_while_serving():
         finally:
             gc.callbacks.remove(count)
     assert sum(collected) > 0
+
+
+def test_the_engine_and_the_limiter_are_built_at_startup_and_frozen_with_it(monkeypatch):
+    """Not by the first request, which would wait for them (the engine imports its driver)."""
+    from src.infrastructure.ratelimit import limiter as limiter_module
+    from src.interfaces import main
+
+    engines: list[object] = []
+    monkeypatch.setattr(main, "get_engine", lambda: engines.append(object()))
+    limiter_module.get_rate_limiter.cache_clear()  # as in a fresh process (tests share one)
+    try:
+        with TestClient(create_app()):
+            assert len(engines) == 1
+            assert limiter_module.get_rate_limiter.cache_info().currsize == 1
+            limiter = limiter_module.get_rate_limiter()
+            assert not any(alive is limiter for alive in gc.get_objects())  # frozen
+    finally:
+        limiter_module.get_rate_limiter.cache_clear()
