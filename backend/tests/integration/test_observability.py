@@ -11,6 +11,21 @@ CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 
 
 @pytest.mark.integration
+async def test_liveness_answers_the_document_its_schema_describes(client):
+    """`/health` answers stored bytes (nothing validated or serialized per call): they must
+    still be the `Health` document OpenAPI promises."""
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"status": "ok"}
+    schema = (await client.get("/openapi.json")).json()
+    answer = schema["paths"]["/health"]["get"]["responses"]["200"]["content"]
+    reference = answer["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    document = schema["components"]["schemas"][reference]
+    assert set(response.json()) == set(document["properties"]) == set(document["required"])
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("setting", ["SESSION_BACKEND", "RATE_LIMIT_STORAGE", "TASKIQ_BROKER"])
 async def test_ready_is_503_naming_redis_when_a_required_redis_is_down(
     client, monkeypatch, setting
