@@ -47,6 +47,13 @@ from src.interfaces.openapi import install_openapi
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Built now rather than by the first request, which would wait for them (the engine
+    # imports its driver), and frozen with the rest of startup below; first, so a setting
+    # they refuse stops the start before anything else has started. No network I/O: the
+    # pool connects on demand, so a database that is down does not stop the app starting.
+    get_engine()
+    if settings.RATE_LIMIT_ENABLED:
+        get_rate_limiter()
     telemetry_on, why = app.state.fastapi_telemetry
     logging.getLogger("src.startup").info(
         "FastAPI OpenTelemetry %s (%s)", "on" if telemetry_on else "off", why
@@ -64,11 +71,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warning = await persistence_warning()
         if warning:
             logging.getLogger("src.startup").warning(warning)
-    # Built now rather than by the first request, which would wait for them (the engine
-    # imports its driver), and frozen with the rest of startup below. No I/O: the pool
-    # connects on demand, so a database that is down does not stop the app from starting.
-    get_engine()
-    get_rate_limiter()
     with garbage_collector_for_serving(settings.GC_YOUNG_THRESHOLD):
         yield
     if relay is not None:
@@ -96,13 +98,16 @@ def garbage_collector_for_serving(young_threshold: int) -> Iterator[None]:
     (`GC_YOUNG_THRESHOLD`) leaves the requests' objects to reference counting; reference
     cycles (an exception and its traceback, say) are still collected once that many
     accumulate.
+
+    Not reentrant: with two apps serving in one process, the last to stop restores what its
+    own start found.
     """
     gc.collect()
     gc.freeze()
     before = gc.get_threshold()
-    if young_threshold:
-        gc.set_threshold(young_threshold, *before[1:])
     try:
+        if young_threshold:
+            gc.set_threshold(young_threshold, *before[1:])
         yield
     finally:
         gc.set_threshold(*before)

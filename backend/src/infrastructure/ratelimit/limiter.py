@@ -290,6 +290,12 @@ class RateLimiter:
             )
 
 
+def is_limiter_redis_url(url: str) -> bool:
+    """Whether the limiter's Redis storage takes `url` (a redis:// or rediss:// family URL)."""
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.startswith(("redis", "rediss"))
+
+
 def build_storage(kind: str, redis_url: str | None) -> Storage:
     """Memory (this process) or Redis at `redis_url` (shared by every worker and host)."""
     if kind == "memory":
@@ -297,9 +303,9 @@ def build_storage(kind: str, redis_url: str | None) -> Storage:
     if kind == "redis":
         if not redis_url:
             raise ValueError("RATE_LIMIT_STORAGE=redis needs REDIS_URL")
-        scheme, sep, rest = redis_url.partition("://")
-        if not sep or not scheme.startswith(("redis", "rediss")):
+        if not is_limiter_redis_url(redis_url):
             raise ValueError("REDIS_URL must be a redis:// or rediss:// URL")
+        scheme, _, rest = redis_url.partition("://")
         return RedisStorage(
             f"async+{scheme}://{rest}",
             implementation="redispy",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 
 from src.infrastructure.config.settings import DEFAULT_SECRET_KEY, Settings
+from src.infrastructure.ratelimit.limiter import is_limiter_redis_url
 
 WEAK_SECRETS = {DEFAULT_SECRET_KEY, "secret", "changeme", "change-me", "secret-key", "dev"}
 WEAK_DB_PASSWORDS = {None, "", "postgres", "password", "changeme", "change-me", "admin", "root"}
@@ -92,6 +93,12 @@ def _inconsistencies(settings: Settings) -> list[str]:
     ]
     if redis_users and not settings.REDIS_URL:
         problems.append(f"{', '.join(redis_users)} set to redis but REDIS_URL is empty")
+    elif (
+        settings.RATE_LIMIT_ENABLED
+        and settings.RATE_LIMIT_STORAGE == "redis"
+        and not is_limiter_redis_url(settings.REDIS_URL or "")
+    ):
+        problems.append("RATE_LIMIT_STORAGE=redis needs a redis:// or rediss:// REDIS_URL")
     if settings.CACHE_ENABLED and settings.CACHE_BACKEND == "redis" and not settings.cache_redis:
         problems.append(
             "CACHE_BACKEND=redis but none of CACHE_REDIS_URL, CACHE_REDIS_HOST or REDIS_URL is set"

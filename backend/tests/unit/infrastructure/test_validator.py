@@ -165,3 +165,25 @@ def test_a_redis_backend_without_redis_url_is_refused_everywhere(setting):
         Settings(ENVIRONMENT="local", REDIS_URL=None, **(local | {setting: "redis"}))
     )
     assert problems == [f"{setting} set to redis but REDIS_URL is empty"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("unix:///run/redis.sock", True),
+        ("memory://", True),
+        ("redis://127.0.0.1:6379/0", False),
+        ("rediss://cache.example:6380/0", False),
+    ],
+)
+def test_redis_rate_limits_need_a_url_the_limiter_takes(url, refused):
+    """Refused when the app starts, not by every request (the limiter is built at startup)."""
+    settings = Settings(ENVIRONMENT="local", RATE_LIMIT_STORAGE="redis", REDIS_URL=url)
+    problem = "RATE_LIMIT_STORAGE=redis needs a redis:// or rediss:// REDIS_URL"
+    assert (problem in find_problems(settings)) is refused
+    # Rate limits off: the limiter is never built, so its storage's URL does not matter.
+    settings = Settings(
+        ENVIRONMENT="local", RATE_LIMIT_STORAGE="redis", REDIS_URL=url, RATE_LIMIT_ENABLED=False
+    )
+    assert problem not in find_problems(settings)

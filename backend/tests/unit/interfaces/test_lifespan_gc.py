@@ -13,6 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from src.infrastructure.config import settings
+from src.infrastructure.config.settings import Settings
+from src.infrastructure.ratelimit import limiter as limiter_module
+from src.interfaces import main
 from src.interfaces.main import create_app, garbage_collector_for_serving
 
 pytestmark = pytest.mark.unit
@@ -86,19 +89,34 @@ def test_a_request_cycle_is_still_collected_while_serving():
     assert sum(collected) > 0
 
 
+class _Engine:
+    """A stand-in for the engine: an object the garbage collector tracks."""
+
+
 def test_the_engine_and_the_limiter_are_built_at_startup_and_frozen_with_it(monkeypatch):
     """Not by the first request, which would wait for them (the engine imports its driver)."""
-    from src.infrastructure.ratelimit import limiter as limiter_module
-    from src.interfaces import main
-
-    engines: list[object] = []
-    monkeypatch.setattr(main, "get_engine", lambda: engines.append(object()))
+    engines: list[_Engine] = []
+    monkeypatch.setattr(main, "get_engine", lambda: engines.append(_Engine()))
     limiter_module.get_rate_limiter.cache_clear()  # as in a fresh process (tests share one)
     try:
         with TestClient(create_app()):
             assert len(engines) == 1
             assert limiter_module.get_rate_limiter.cache_info().currsize == 1
             limiter = limiter_module.get_rate_limiter()
-            assert not any(alive is limiter for alive in gc.get_objects())  # frozen
+            built = (engines[0], limiter)
+            assert all(gc.is_tracked(thing) for thing in built)
+            assert not any(alive is thing for alive in gc.get_objects() for thing in built)
     finally:
         limiter_module.get_rate_limiter.cache_clear()
+
+
+def test_rate_limits_off_build_no_limiter(monkeypatch):
+    monkeypatch.setattr(settings, "RATE_LIMIT_ENABLED", False)
+    limiter_module.get_rate_limiter.cache_clear()
+    with TestClient(create_app()):
+        assert limiter_module.get_rate_limiter.cache_info().currsize == 0
+
+
+def test_a_threshold_python_refuses_is_refused_as_a_setting():
+    with pytest.raises(ValueError, match="GC_YOUNG_THRESHOLD"):
+        Settings(GC_YOUNG_THRESHOLD=10**12)
