@@ -230,17 +230,33 @@ def allow_borrowing(session: AsyncSession) -> None:
 async def return_borrowed(session: AsyncSession) -> None:
     """Hand the borrowed connection, if any, back to the pool, and borrow no more (the
     request's end, after the session closed)."""
+    if returned_without_io(session):
+        return
     info = session.info
-    info.pop(_BORROWING, None)
     borrowed: PoolProxiedConnection | None = info.pop(_BORROWED, None)
     if borrowed is not None:
-        if _checks_in_without_io(session, borrowed):
-            borrowed.close()
-        else:
-            await greenlet_spawn(borrowed.close)
+        await greenlet_spawn(borrowed.close)
     adopted: Connection | None = info.pop(_ADOPTED, None)
     if adopted is not None:
         await greenlet_spawn(adopted.close)
+
+
+def returned_without_io(session: AsyncSession) -> bool:
+    """`return_borrowed` when it needs no I/O (nothing borrowed, or a connection the pool
+    takes back as it is), done at once: True; False, with nothing done but the borrowing
+    stopped, when it needs `return_borrowed`."""
+    info = session.info
+    info.pop(_BORROWING, None)
+    if _ADOPTED in info:
+        return False
+    borrowed: PoolProxiedConnection | None = info.get(_BORROWED)
+    if borrowed is None:
+        return True
+    if not _checks_in_without_io(session, borrowed):
+        return False
+    del info[_BORROWED]
+    borrowed.close()
+    return True
 
 
 def _checks_in_without_io(session: AsyncSession, borrowed: PoolProxiedConnection) -> bool:

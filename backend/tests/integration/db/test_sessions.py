@@ -1,6 +1,7 @@
 """The app's own sessions (not the test override): reads in autocommit, writes in a transaction."""
 
 import asyncio
+from contextlib import AsyncExitStack, suppress
 
 import pytest
 from sqlalchemy import exc, func, insert, select
@@ -30,8 +31,12 @@ def _request(method: str, endpoint=None) -> Request:
 
 
 async def _session(method: str, endpoint=None):
-    generator = async_session(_request(method, endpoint))
-    return generator, await anext(generator)
+    """The request's session as a route gets it, and the exit stack FastAPI unwinds when the
+    endpoint returns (`aclose()`: the request's end)."""
+    request = _request(method, endpoint)
+    stack = AsyncExitStack()
+    request.scope["fastapi_function_astack"] = stack  # what FastAPI's routing sets up
+    return stack, await async_session(request)
 
 
 @pytest.mark.integration
@@ -192,3 +197,29 @@ async def test_a_read_session_that_cannot_be_built_stays_a_shell(db_engine):
     with pytest.raises(exc.ArgumentError):  # the same error again, not an AttributeError
         _ = shell.sync_session
     await shell.close()  # nothing to close
+
+
+@pytest.mark.integration
+async def test_outside_a_route_async_session_says_what_to_use():
+    with pytest.raises(RuntimeError, match="request_session"):
+        await async_session(_request("GET"))
+
+
+@pytest.mark.integration
+async def test_a_request_cancelled_while_closing_still_rolls_back_and_closes(clean_tables):
+    """Cancelling the request in the middle of its session's close (a server shutting down)
+    leaves nothing written and no transaction open."""
+    stack, writer = await _session("POST")
+    await writer.execute(insert(Tier).values(name="never-committed"))
+    assert writer.in_transaction()
+
+    closing = asyncio.create_task(stack.aclose())
+    await asyncio.sleep(0)  # the close has started: the rollback is on its way
+    assert not closing.done()
+    closing.cancel()
+    with suppress(asyncio.CancelledError):
+        await closing
+
+    assert not writer.in_transaction()
+    async with get_sessionmaker()() as check:
+        assert await check.scalar(select(func.count()).select_from(Tier)) == 0
