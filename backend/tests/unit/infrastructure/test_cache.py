@@ -141,6 +141,38 @@ async def test_second_call_is_a_hit_with_the_json_form_of_the_value():
     assert other["name"] == "b"
 
 
+async def test_one_entry_however_the_arguments_are_passed():
+    counter = Counter()
+
+    @cache("k:{name}:{page}")
+    async def cached(name: str, page: int = 1) -> Any:
+        return await counter(name=name, page=page)
+
+    keywords = await cached(name="a", page=1)  # as FastAPI calls an endpoint
+    positional = await cached("a", 1)
+    defaulted = await cached(name="a")
+    mixed = await cached("a", page=1)
+    other_page = await cached(name="a", page=2)
+
+    assert counter.calls == 2
+    assert keywords == positional == defaulted == mixed
+    assert other_page["page"] == 2
+
+
+async def test_a_function_taking_extra_keywords_is_keyed_by_its_bound_arguments():
+    counter = Counter()
+
+    @cache(lambda name, extra: f"k:{name}:{sorted(extra.items())}")
+    async def cached(name: str, **extra: Any) -> Any:
+        return await counter(name=name, **extra)
+
+    await cached(name="a", colour="red")
+    await cached("a", colour="red")
+    await cached(name="a", colour="blue")
+
+    assert counter.calls == 2
+
+
 async def test_entries_expire_after_their_ttl():
     counter = Counter()
 
