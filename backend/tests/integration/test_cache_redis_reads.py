@@ -155,6 +155,25 @@ async def test_a_cancelled_read_leaves_a_connection_that_works():
         await client.aclose()
 
 
+async def test_a_reply_slower_than_the_socket_timeout_is_a_timeout_and_the_connection_recovers():
+    with private_redis() as server:
+        client = Redis(port=server.port)
+        await client.set("k", "v")
+        reads = RedisReads(lambda: connection_to(server.port, timeout=0.25), 1, 1.0)
+        assert await reads.execute("MGET", "k") == [b"v"]  # the connection is open
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        with pytest.raises(RedisTimeoutError):
+            await reads.execute("BLPOP", "nothing", "3")
+        waited = loop.time() - started
+
+        assert 0.2 < waited < 1.5  # the connection's 0.25 s, not BLPOP's 3 s
+        assert await reads.execute("MGET", "k") == [b"v"]  # not BLPOP's late nil
+        await reads.close()
+        await client.aclose()
+
+
 async def test_a_waiter_gets_the_connection_handed_back():
     with private_redis() as server:
         client = Redis(port=server.port)

@@ -43,6 +43,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from src.infrastructure.config import Settings, mask_url
 
@@ -194,21 +195,32 @@ class RedisReads:
         self._count = 0  # made so far (idle or in use)
         self._connecting = False
         self._closed = False
+        self._timeout: float | None = None  # its connections' socket timeout (`_open`)
         # A waiter gets a connection, or None: a connect ended, look again.
         self._waiters: deque[asyncio.Future[AbstractConnection | None]] = deque()
 
     async def execute(self, *command: Any) -> Any:
         connection, opened = await self._acquire()
         try:
-            retry = not opened and connection.is_connected
+            # One deadline for the whole command, the connection's socket timeout: redis-py
+            # would arm one for the write (`asyncio.wait_for`, a task of its own: a twentieth
+            # of a cache hit) and one for the read. A command cut short drops its socket,
+            # as redis-py's own timeouts do.
             try:
-                await connection.send_command(*command)
-                return await connection.read_response()
-            except RedisConnectionError:
-                if not retry:
+                async with asyncio.timeout(self._timeout):
+                    retry = not opened and connection.is_connected
+                    try:
+                        await connection.send_command(*command)
+                        return await connection.read_response()
+                    except RedisConnectionError:
+                        if not retry:
+                            raise
+                    await connection.send_command(*command)  # redis-py reconnects it first
+                    return await connection.read_response()
+            except TimeoutError as error:
+                if isinstance(error, RedisTimeoutError):
                     raise
-            await connection.send_command(*command)  # redis-py reconnects it first
-            return await connection.read_response()
+                raise RedisTimeoutError("Timeout reading from the cache") from None
         finally:
             if self._closed:
                 await connection.disconnect(nowait=True)
@@ -260,6 +272,9 @@ class RedisReads:
             raise
         self._connecting = False
         self._nudge()
+        # From now on `execute` keeps the time (see there).
+        self._timeout = connection.socket_timeout
+        connection.socket_timeout = None
         return connection
 
     def _fail_waiters(self, error: Exception) -> None:
