@@ -263,7 +263,9 @@ async def async_session(request: Request) -> AsyncSession:
     (a tenth of a cache hit's CPU). Closing a session that was never used and borrowed
     nothing, or only a connection the pool takes back as it is, needs no I/O and is done
     there at once; any other close runs shielded from cancellation, as FastAPI runs a
-    `yield` dependency's exit.
+    `yield` dependency's exit. A `yield` dependency that still uses the session after its
+    `yield` must be function-scoped too (`Depends(my_dependency, scope="function")`), so that
+    its exit runs before the session closes.
     """
     existing: AsyncSession | None = request.scope.get(_REQUEST_SESSION)
     if existing is not None:
