@@ -217,9 +217,7 @@ class RedisReads:
                             raise
                     await connection.send_command(*command)  # redis-py reconnects it first
                     return await connection.read_response()
-            except TimeoutError as error:
-                if isinstance(error, RedisTimeoutError):
-                    raise
+            except TimeoutError:  # the deadline's (redis-py's own is no TimeoutError)
                 raise RedisTimeoutError("Timeout reading from the cache") from None
         finally:
             if self._closed:

@@ -315,7 +315,7 @@ def _open_request_session(
 
 async def _close_request_session(request: Request, session: AsyncSession) -> None:
     request.scope.pop(_REQUEST_SESSION, None)
-    if not getattr(session, "opened", True) and returned_without_io(session):
+    if isinstance(session, LazySession) and not session.opened and returned_without_io(session):
         return  # an unbuilt shell (a cache hit, a borrowed read): nothing else to undo
     with CancelScope(shield=True):
         try:
